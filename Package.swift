@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Lockstep",
+    products: [
+        .executable(name: "lockstep", targets: ["lockstep"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+        .target(name: "Layers", dependencies: ["Tensors"]),
+        .target(name: "Models", dependencies: ["Tensors", "Layers"]),
+        .target(name: "Optim", dependencies: ["Tensors"]),
+        .target(
+            name: "Training",
+            dependencies: ["Tensors", "Layers", "Models", "Optim"],
+            resources: [.copy("Resources/tinyshakespeare.txt")]
+        ),
+        .executableTarget(
+            name: "lockstep",
+            dependencies: [
+                "Training", "Models", "Tensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Training", "Optim", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+    ]
+)

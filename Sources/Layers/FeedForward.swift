@@ -1,0 +1,74 @@
+import Tensors
+
+/// Position-wise feed-forward block: Linear(C → d_ff) → GELU → Dropout → Linear(d_ff → C) → Dropout.
+public struct FeedForward: Sendable {
+    public let dim: Int
+    public let hidden: Int
+    public let cFc: Linear
+    public let cProj: Linear
+    public let gelu: GELU
+    public let dropHidden: Dropout
+    public let dropOut: Dropout
+
+    public init(_ layout: inout ParameterLayout, name: String, dim: Int, hidden: Int? = nil,
+                gelu: GELU = .erf, dropout: Float = 0, site: UInt64, bias: Bool = true) {
+        self.dim = dim
+        self.hidden = hidden ?? 4 * dim
+        self.gelu = gelu
+        cFc = Linear(&layout, name: "\(name).c_fc", in: dim, out: self.hidden, bias: bias)
+        cProj = Linear(&layout, name: "\(name).c_proj", in: self.hidden, out: dim, bias: bias)
+        dropHidden = Dropout(p: dropout, site: site)
+        dropOut = Dropout(p: dropout, site: site + 1)
+    }
+
+    public final class Activations {
+        let h: FloatBuffer      // (N, H) before GELU
+        let g: FloatBuffer      // (N, H) after GELU and dropout
+        let maskHidden: FloatBuffer
+        let maskOut: FloatBuffer
+        let dg: FloatBuffer
+        let dh: FloatBuffer
+        let dproj: FloatBuffer
+
+        public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
+            h = FloatBuffer(count: N * H)
+            g = FloatBuffer(count: N * H)
+            maskHidden = FloatBuffer(count: dropout ? N * H : 0)
+            maskOut = FloatBuffer(count: dropout ? N * C : 0)
+            dg = FloatBuffer(count: N * H)
+            dh = FloatBuffer(count: N * H)
+            dproj = FloatBuffer(count: dropout ? N * C : 0)
+        }
+    }
+
+    /// x (B, T, C) → out (B, T, C). Row block b belongs to global sample `firstSample + b`.
+    public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
+                        batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
+                        _ arena: ParameterArena) {
+        let N = B * T, H = hidden, C = dim
+        cFc.forward(x, acts.h.pointer, rows: N, arena)
+        gelu.forward(acts.h.pointer, acts.g.pointer, count: N * H)
+        dropHidden.forward(acts.g.pointer, acts.g.pointer, mask: acts.maskHidden.pointer, samples: B,
+                           perSample: T * H, firstSample: firstSample, seed: seed, training: training)
+        cProj.forward(acts.g.pointer, out, rows: N, arena)
+        dropOut.forward(out, out, mask: acts.maskOut.pointer, samples: B, perSample: T * C,
+                        firstSample: firstSample, seed: seed, training: training)
+    }
+
+    /// dx += ∂L/∂x; parameter gradients accumulate.
+    public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                         _ acts: Activations, rows N: Int, training: Bool, _ arena: ParameterArena) {
+        let H = hidden, C = dim
+        var dp = dout
+        if training && dropOut.isActive {
+            for i in 0 ..< N * C { acts.dproj[i] = dout[i] * acts.maskOut[i] }
+            dp = UnsafePointer(acts.dproj.pointer)
+        }
+        acts.dg.zero()
+        cProj.backward(dp, acts.g.pointer, acts.dg.pointer, rows: N, arena)
+        dropHidden.backwardInPlace(acts.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
+        acts.dh.zero()
+        gelu.backward(acts.h.pointer, acts.dg.pointer, acts.dh.pointer, count: N * H)
+        cFc.backward(acts.dh.pointer, x, dx, rows: N, arena)
+    }
+}

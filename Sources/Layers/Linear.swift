@@ -1,0 +1,48 @@
+import Tensors
+
+/// Fully connected layer `y = x · Wᵀ + b`, weight stored (out, in) as PyTorch's nn.Linear.
+public struct Linear: Sendable {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: ParameterRef
+    public let bias: ParameterRef?
+
+    public init(_ layout: inout ParameterLayout, name: String, in inFeatures: Int, out outFeatures: Int,
+                bias: Bool = true) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = layout.add("\(name).weight", [outFeatures, inFeatures])
+        self.bias = bias ? layout.add("\(name).bias", [outFeatures]) : nil
+    }
+
+    /// Uses an existing weight (weight tying); no bias.
+    public init(tiedTo weight: ParameterRef) {
+        precondition(weight.shape.count == 2)
+        self.weight = weight
+        outFeatures = weight.shape[0]
+        inFeatures = weight.shape[1]
+        bias = nil
+    }
+
+    /// x (N, in) → y (N, out), overwriting y.
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows N: Int,
+                        _ arena: ParameterArena) {
+        let I = inFeatures, O = outFeatures
+        sgemm(.none, .transposed, m: N, n: O, k: I, a: x, lda: I, b: arena.param(weight), ldb: I,
+              beta: 0, c: y, ldc: O)
+        if let bias { Kernels.addRowBias(arena.param(bias), into: y, rows: N, cols: O) }
+    }
+
+    /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W.
+    public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
+                         rows N: Int, _ arena: ParameterArena) {
+        let I = inFeatures, O = outFeatures
+        sgemm(.transposed, .none, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I,
+              beta: 1, c: arena.grad(weight), ldc: I)
+        if let bias { Kernels.accumulateColumnSums(dy, into: arena.grad(bias), rows: N, cols: O) }
+        if let dx {
+            sgemm(.none, .none, m: N, n: I, k: O, a: dy, lda: O, b: arena.param(weight), ldb: I,
+                  beta: 1, c: dx, ldc: I)
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Layers
+import Tensors
+
+/// Shape and options of a GPT-style decoder.
+public struct GPTConfig: Sendable, Equatable {
+    public var vocabSize: Int
+    public var blockSize: Int
+    public var nLayer: Int
+    public var nHead: Int
+    public var nEmbd: Int
+    public var dropout: Float
+    public var gelu: GELU
+    public var bias: Bool
+
+    public init(vocabSize: Int = 256, blockSize: Int = 128, nLayer: Int = 4, nHead: Int = 4, nEmbd: Int = 128,
+                dropout: Float = 0, gelu: GELU = .erf, bias: Bool = true) {
+        self.vocabSize = vocabSize
+        self.blockSize = blockSize
+        self.nLayer = nLayer
+        self.nHead = nHead
+        self.nEmbd = nEmbd
+        self.dropout = dropout
+        self.gelu = gelu
+        self.bias = bias
+    }
+}
+
+/// GPT-2-style causal decoder: token + position embedding, pre-LN blocks, final LayerNorm,
+/// LM head tied to the token embedding. Parameter names follow nanoGPT.
+public final class GPT: LanguageModel {
+    public let config: GPTConfig
+    public let arena: ParameterArena
+    public let maxBatch: Int
+    public var vocabSize: Int { config.vocabSize }
+    public var blockSize: Int { config.blockSize }
+
+    let wte: Embedding
+    let wpe: PositionEmbedding
+    let embDrop: Dropout
+    let blocks: [TransformerBlock]
+    let lnF: LayerNorm
+    let head: Linear
+    let acts: Activations
+
+    /// Dropout sites: the embedding's, then a range per block.
+    static let embeddingSite: UInt64 = 1
+    static func blockSite(_ l: Int) -> UInt64 { 16 + UInt64(l) * 8 }
+
+    public init(config: GPTConfig, maxBatch: Int) {
+        self.config = config
+        self.maxBatch = maxBatch
+        let C = config.nEmbd
+        var layout = ParameterLayout()
+        wte = Embedding(&layout, name: "transformer.wte", num: config.vocabSize, dim: C)
+        wpe = PositionEmbedding(&layout, name: "transformer.wpe", blockSize: config.blockSize, dim: C)
+        blocks = (0 ..< config.nLayer).map { l in
+            TransformerBlock(&layout, name: "transformer.h.\(l)", dim: C, nHead: config.nHead, causal: true,
+                             gelu: config.gelu, dropout: config.dropout, site: GPT.blockSite(l), bias: config.bias)
+        }
+        lnF = LayerNorm(&layout, name: "transformer.ln_f", dim: C)
+        head = Linear(tiedTo: wte.weight)
+        embDrop = Dropout(p: config.dropout, site: GPT.embeddingSite)
+        arena = ParameterArena(layout: layout)
+        acts = Activations(config: config, batch: maxBatch)
+    }
+
+    final class Activations {
+        let tokens, targets: UnsafeMutablePointer<Int32>
+        let residual: [FloatBuffer]      // L+1 buffers (N, C)
+        let embMask: FloatBuffer
+        let blocks: [TransformerBlock.Activations]
+        let lnFOut, lnFMean, lnFRstd: FloatBuffer
+        let logits, probs, dlogits: FloatBuffer
+        let dLnF: FloatBuffer
+        let dResidual: [FloatBuffer]     // two (N, C), ping-pong
+        var B = 0, T = 0, training = false, hasTargets = false
+
+        init(config: GPTConfig, batch: Int) {
+            let N = batch * config.blockSize, C = config.nEmbd, V = config.vocabSize
+            let dropout = config.dropout > 0
+            tokens = .allocate(capacity: N); tokens.initialize(repeating: 0, count: N)
+            targets = .allocate(capacity: N); targets.initialize(repeating: CrossEntropy.ignoreIndex, count: N)
+            residual = (0 ... config.nLayer).map { _ in FloatBuffer(count: N * C) }
+            embMask = FloatBuffer(count: dropout ? N * C : 0)
+            blocks = (0 ..< config.nLayer).map { _ in
+                TransformerBlock.Activations(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead,
+                                             dropout: dropout)
+            }
+            lnFOut = FloatBuffer(count: N * C); lnFMean = FloatBuffer(count: N); lnFRstd = FloatBuffer(count: N)
+            logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V); dlogits = FloatBuffer(count: N * V)
+            dLnF = FloatBuffer(count: N * C)
+            dResidual = [FloatBuffer(count: N * C), FloatBuffer(count: N * C)]
+        }
+
+        deinit { tokens.deallocate(); targets.deallocate() }
+    }
+
+    /// GPT-2 initialisation: weights N(0, 0.02), residual projections N(0, 0.02/√(2·n_layer)),
+    /// biases 0, LayerNorm weights 1. Each tensor's draws are keyed by its index in the layout.
+    public func initialize(seed: UInt64) {
+        let residualStd = 0.02 / Float(2 * config.nLayer).squareRoot()
+        for (index, e) in arena.layout.entries.enumerated() {
+            let p = arena.parameters.pointer + e.offset
+            if e.name.hasSuffix(".bias") {
+                p.update(repeating: 0, count: e.count)
+            } else if e.name.contains(".ln_") {
+                p.update(repeating: 1, count: e.count)
+            } else {
+                let std: Float = e.name.hasSuffix("c_proj.weight") ? residualStd : 0.02
+                let rng = CounterRNG(seed: seed, purpose: .initialisation, UInt64(index))
+                for i in 0 ..< e.count { p[i] = std * rng.normal(UInt64(i)) }
+            }
+        }
+    }
+
+    public var logits: UnsafePointer<Float> { UnsafePointer(acts.logits.pointer) }
+
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch B: Int, time T: Int,
+                        firstSample: Int, seed: UInt64, training: Bool) -> (loss: Double, count: Int) {
+        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+        let N = B * T, C = config.nEmbd, V = config.vocabSize
+        acts.B = B; acts.T = T; acts.training = training; acts.hasTargets = targets != nil
+        acts.tokens.update(from: tokens, count: N)
+        if let targets { acts.targets.update(from: targets, count: N) }
+
+        let x0 = acts.residual[0].pointer
+        wte.forward(tokens, x0, count: N, arena)
+        wpe.forward(x0, batch: B, time: T, arena)
+        embDrop.forward(x0, x0, mask: acts.embMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
+                        seed: seed, training: training)
+        for (l, block) in blocks.enumerated() {
+            block.forward(acts.residual[l].pointer, acts.residual[l + 1].pointer, acts.blocks[l], batch: B, time: T,
+                          firstSample: firstSample, seed: seed, training: training, arena)
+        }
+        lnF.forward(acts.residual[config.nLayer].pointer, acts.lnFOut.pointer, mean: acts.lnFMean.pointer,
+                    rstd: acts.lnFRstd.pointer, rows: N, arena)
+        head.forward(acts.lnFOut.pointer, acts.logits.pointer, rows: N, arena)
+        guard let targets else { return (0, 0) }
+        return CrossEntropy.forward(logits: acts.logits.pointer, targets: targets, probs: acts.probs.pointer,
+                                    rows: N, vocab: V)
+    }
+
+    public func backward(lossScale: Float) {
+        precondition(acts.hasTargets, "backward needs a forward with targets")
+        let B = acts.B, T = acts.T, N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
+        CrossEntropy.backward(probs: acts.probs.pointer, targets: acts.targets, dlogits: acts.dlogits.pointer,
+                              rows: N, vocab: V, scale: lossScale)
+        acts.dLnF.zero()
+        head.backward(acts.dlogits.pointer, acts.lnFOut.pointer, acts.dLnF.pointer, rows: N, arena)
+        var d = acts.dResidual[0], dPrev = acts.dResidual[1]
+        d.pointer.update(repeating: 0, count: N * C)
+        lnF.backward(acts.dLnF.pointer, acts.residual[L].pointer, mean: acts.lnFMean.pointer, rstd: acts.lnFRstd.pointer,
+                     d.pointer, rows: N, arena)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            dPrev.pointer.update(repeating: 0, count: N * C)
+            blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], batch: B, time: T,
+                               training: acts.training, arena)
+            swap(&d, &dPrev)
+        }
+        embDrop.backwardInPlace(d.pointer, mask: acts.embMask.pointer, count: N * C, training: acts.training)
+        wte.backward(acts.tokens, d.pointer, count: N, arena)
+        wpe.backward(d.pointer, batch: B, time: T, arena)
+    }
+}

@@ -1,0 +1,64 @@
+/// Elementwise kernels over raw pointers. They allocate nothing and are written so that the
+/// optimiser vectorises them (simple counted loops over unsafe pointers).
+public enum Kernels {
+    /// y[i] += x[i]
+    @inline(__always)
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0 ..< n { y[i] += x[i] }
+    }
+
+    /// z[i] = x[i] + y[i]
+    @inline(__always)
+    public static func sum(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
+                           into z: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0 ..< n { z[i] = x[i] + y[i] }
+    }
+
+    /// x[i] *= a
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count n: Int) {
+        for i in 0 ..< n { x[i] *= a }
+    }
+
+    /// Sum of squares, accumulated in Double in blocks (stable and vectorisable).
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Double {
+        var total = 0.0
+        var i = 0
+        let block = 1024
+        while i < n {
+            let end = min(i + block, n)
+            var acc: SIMD8<Float> = .zero
+            var j = i
+            while j + 8 <= end {
+                let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+                acc = acc.addingProduct(v, v)
+                j += 8
+            }
+            var s = Double(acc.sum())
+            while j < end { s += Double(x[j]) * Double(x[j]); j += 1 }
+            total += s
+            i = end
+        }
+        return total
+    }
+
+    /// Bias add across rows: out[r, c] += bias[c].
+    @inline(__always)
+    public static func addRowBias(_ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                  rows: Int, cols: Int) {
+        for r in 0 ..< rows {
+            let row = out + r * cols
+            for c in 0 ..< cols { row[c] += bias[c] }
+        }
+    }
+
+    /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].
+    @inline(__always)
+    public static func accumulateColumnSums(_ x: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,
+                                            rows: Int, cols: Int) {
+        for r in 0 ..< rows {
+            let row = x + r * cols
+            for c in 0 ..< cols { acc[c] += row[c] }
+        }
+    }
+}

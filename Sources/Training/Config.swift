@@ -1,0 +1,213 @@
+import Foundation
+import Layers
+import Models
+import Optim
+
+/// A run's configuration, read from JSON. Unknown keys, wrong types and impossible values are
+/// refused with one line naming the field.
+public struct Config: Codable, Sendable, Equatable {
+    public var model = ModelConfig()
+    public var data = DataConfig()
+    public var batch = BatchConfig()
+    public var optimizer = OptimizerConfig()
+    public var schedule = ScheduleConfig()
+    public var training = TrainingConfig()
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, data, batch, optimizer, schedule, training }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(ModelConfig.self, forKey: .model) ?? model
+        data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? data
+        batch = try c.decodeIfPresent(BatchConfig.self, forKey: .batch) ?? batch
+        optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? optimizer
+        schedule = try c.decodeIfPresent(ScheduleConfig.self, forKey: .schedule) ?? schedule
+        training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? training
+    }
+}
+
+/// The model: kind and shape.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    public var kind = "gpt"
+    public var vocabSize = 256
+    public var blockSize = 128
+    public var nLayer = 4
+    public var nHead = 4
+    public var nEmbd = 128
+    public var dropout: Float = 0
+    public var gelu = GELU.erf
+    public var bias = true
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, vocabSize = "vocab_size", blockSize = "block_size", nLayer = "n_layer", nHead = "n_head"
+        case nEmbd = "n_embd", dropout, gelu, bias
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? kind
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? vocabSize
+        blockSize = try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? blockSize
+        nLayer = try c.decodeIfPresent(Int.self, forKey: .nLayer) ?? nLayer
+        nHead = try c.decodeIfPresent(Int.self, forKey: .nHead) ?? nHead
+        nEmbd = try c.decodeIfPresent(Int.self, forKey: .nEmbd) ?? nEmbd
+        dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? dropout
+        gelu = try c.decodeIfPresent(GELU.self, forKey: .gelu) ?? gelu
+        bias = try c.decodeIfPresent(Bool.self, forKey: .bias) ?? bias
+    }
+
+    public var gpt: GPTConfig {
+        GPTConfig(vocabSize: vocabSize, blockSize: blockSize, nLayer: nLayer, nHead: nHead, nEmbd: nEmbd,
+                  dropout: dropout, gelu: gelu, bias: bias)
+    }
+}
+
+/// Where tokens come from and how they are split and sampled.
+public struct DataConfig: Codable, Sendable, Equatable {
+    /// A text file (byte-level tokens) or an llm.c token file; nil means the embedded corpus.
+    public var path: String?
+    /// `text` or `tokens` (llm.c format); nil infers from the extension (`.bin` → tokens).
+    public var format: String?
+    /// The last fraction of the tokens is held out for validation.
+    public var valFraction = 0.1
+    /// Random windows (true) or sample i starting at token i·T (false).
+    public var shuffle = true
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case path, format, valFraction = "val_fraction", shuffle }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decodeIfPresent(String.self, forKey: .path)
+        format = try c.decodeIfPresent(String.self, forKey: .format)
+        valFraction = try c.decodeIfPresent(Double.self, forKey: .valFraction) ?? valFraction
+        shuffle = try c.decodeIfPresent(Bool.self, forKey: .shuffle) ?? shuffle
+    }
+}
+
+/// Batch sizes in sequences: the global batch of one optimizer step and the micro-batch of one
+/// forward/backward. Accumulation steps = global / (micro · ranks).
+public struct BatchConfig: Codable, Sendable, Equatable {
+    public var microBatch = 16
+    public var globalBatch = 32
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case microBatch = "micro_batch", globalBatch = "global_batch" }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? microBatch
+        globalBatch = try c.decodeIfPresent(Int.self, forKey: .globalBatch) ?? globalBatch
+    }
+}
+
+/// The optimizer and its hyper-parameters.
+public struct OptimizerConfig: Codable, Sendable, Equatable {
+    public var kind = "adamw"
+    public var lr = 1e-3
+    public var betas: [Double] = [0.9, 0.99]
+    public var eps = 1e-8
+    public var weightDecay = 0.1
+    /// Which tensors weight decay applies to: `matrices` (≥ 2-D, the default) or `all`.
+    public var decay = WeightDecayPolicy.matrices
+    /// Global gradient-norm clipping threshold; 0 disables it.
+    public var clip = 1.0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, lr, betas, eps, weightDecay = "weight_decay", decay, clip
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? kind
+        lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? lr
+        betas = try c.decodeIfPresent([Double].self, forKey: .betas) ?? betas
+        eps = try c.decodeIfPresent(Double.self, forKey: .eps) ?? eps
+        weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
+        decay = try c.decodeIfPresent(WeightDecayPolicy.self, forKey: .decay) ?? decay
+        clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? clip
+    }
+}
+
+/// The learning-rate schedule; its peak is `optimizer.lr`.
+public struct ScheduleConfig: Codable, Sendable, Equatable {
+    /// `constant`, `warmup` or `warmup-cosine`.
+    public var kind = "warmup-cosine"
+    public var warmup = 100
+    /// Step at which the cosine reaches `min_lr`.
+    public var decaySteps = 3000
+    public var minLR = 1e-4
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, warmup, decaySteps = "decay_steps", minLR = "min_lr"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? kind
+        warmup = try c.decodeIfPresent(Int.self, forKey: .warmup) ?? warmup
+        decaySteps = try c.decodeIfPresent(Int.self, forKey: .decaySteps) ?? decaySteps
+        minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? minLR
+    }
+
+    public static let kinds = ["constant", "warmup", "warmup-cosine"]
+
+    public func schedule(peak lr: Double) -> LRSchedule {
+        switch kind {
+        case "constant": return .constant(lr: lr)
+        case "warmup": return .warmup(lr: lr, warmup: warmup)
+        default: return .warmupCosine(lr: lr, warmup: warmup, decaySteps: decaySteps, minLR: minLR)
+        }
+    }
+}
+
+/// Length of the run, seed, evaluation, logging and output.
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var steps = 3000
+    public var seed: UInt64 = 1337
+    public var evalInterval = 100
+    /// Number of fixed validation windows (capped by the validation split).
+    public var evalWindows = 512
+    public var logInterval = 1
+    /// Steps between saves of the weights (0: only at the end).
+    public var saveInterval = 500
+    public var outputDir = "runs/default"
+    /// BLAS threads per rank; nil picks cores / ranks.
+    public var blasThreads: Int?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case steps, seed, evalInterval = "eval_interval", evalWindows = "eval_windows", logInterval = "log_interval"
+        case saveInterval = "save_interval", outputDir = "output_dir", blasThreads = "blas_threads"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? steps
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        evalInterval = try c.decodeIfPresent(Int.self, forKey: .evalInterval) ?? evalInterval
+        evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? evalWindows
+        logInterval = try c.decodeIfPresent(Int.self, forKey: .logInterval) ?? logInterval
+        saveInterval = try c.decodeIfPresent(Int.self, forKey: .saveInterval) ?? saveInterval
+        outputDir = try c.decodeIfPresent(String.self, forKey: .outputDir) ?? outputDir
+        blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads)
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+
+/// Rank 0's voice: step lines, and a progress line redrawn in place when stdout is a terminal.
+/// Other ranks print nothing.
+public final class Console {
+    public let enabled: Bool
+    public let isTerminal: Bool
+    private var progressShown = false
+
+    public init(rank: Int) {
+        enabled = rank == 0
+        isTerminal = isatty(STDOUT_FILENO) == 1
+    }
+
+    /// Prints a line (above the progress line, if one is shown).
+    public func line(_ s: String) {
+        guard enabled else { return }
+        clearProgress()
+        writeAll(STDOUT_FILENO, s + "\n")
+    }
+
+    /// Redraws the progress line (terminal only).
+    public func progress(step: Int, of total: Int, elapsed: Double, extra: String) {
+        guard enabled, isTerminal, total > 0 else { return }
+        let width = 30
+        let done = min(width, width * step / total)
+        let bar = String(repeating: "█", count: done) + String(repeating: "·", count: width - done)
+        let eta = step > 0 ? elapsed / Double(step) * Double(total - step) : 0
+        writeAll(STDOUT_FILENO, "\r\u{1B}[K[\(bar)] \(step)/\(total)  \(extra)  eta \(formatDuration(eta))")
+        progressShown = true
+    }
+
+    public func clearProgress() {
+        guard progressShown else { return }
+        writeAll(STDOUT_FILENO, "\r\u{1B}[K")
+        progressShown = false
+    }
+}
+
+/// `1m05s`, `12.3s`.
+public func formatDuration(_ s: Double) -> String {
+    if s >= 60 { return "\(Int(s) / 60)m\(String(format: "%02d", Int(s) % 60))s" }
+    return String(format: "%.1fs", s)
+}
+
+/// Seconds on a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Appends JSON lines to a metrics file (rank 0 only).
+public final class MetricsWriter {
+    private let handle: FileHandle?
+
+    /// Starts a fresh metrics file at `path` (nil: no file).
+    public init(path: String?) throws {
+        guard let path else { handle = nil; return }
+        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+            throw DataError("cannot write the metrics file '\(path)'; check training.output_dir")
+        }
+        handle = h
+    }
+
+    public func write(_ fields: [(String, Any)]) {
+        guard let handle else { return }
+        let body = fields.map { key, value -> String in
+            let v: String
+            switch value {
+            case let d as Double: v = d.isFinite ? "\(d)" : "null"
+            case let f as Float: v = f.isFinite ? "\(f)" : "null"
+            case let s as String: v = "\"\(s)\""
+            default: v = "\(value)"
+            }
+            return "\"\(key)\":\(v)"
+        }
+        handle.write(Data(("{" + body.joined(separator: ",") + "}\n").utf8))
+    }
+
+    deinit { try? handle?.close() }
+}

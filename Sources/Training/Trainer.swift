@@ -1,0 +1,176 @@
+import Foundation
+import Models
+import Optim
+import Tensors
+
+/// What one optimizer step did.
+public struct StepStats: Sendable {
+    public let step: Int
+    /// Mean loss per target token over the global batch.
+    public let loss: Double
+    public let lr: Double
+    /// Global gradient norm before clipping.
+    public let gradNorm: Double
+    public let tokens: Int
+    public let seconds: Double
+}
+
+/// Validation loss over the fixed windows.
+public struct EvalResult: Sendable {
+    public let loss: Double
+    public let tokens: Int
+    public var perplexity: Double { exp(loss) }
+}
+
+/// Runs the step of DESIGN invariant 7 on this rank's slice of every global batch:
+/// zero grads → micro-batches → all-reduce grads and token count → divide → global norm →
+/// clip factor → AdamW with lr(step).
+public final class Trainer {
+    public let config: Config
+    public let comm: Communicator
+    public let data: Dataset
+    public let model: LanguageModel
+    public let optimizer: AdamW
+    public let schedule: LRSchedule
+    public let sampler: WindowSampler
+    /// Micro-steps per optimizer step on each rank.
+    public let accumulation: Int
+    public var blockSize: Int { config.model.blockSize }
+
+    private let inputs: UnsafeMutablePointer<Int32>
+    private let targets: UnsafeMutablePointer<Int32>
+    private let reduceScratch: UnsafeMutablePointer<Double>
+
+    /// Builds model, optimizer and sampler. `initFrom` loads weights instead of the initialisation.
+    public init(config: Config, data: Dataset, comm: Communicator = SingleProcessCommunicator(),
+                initFrom: String? = nil) throws {
+        let b = config.batch.microBatch, G = config.batch.globalBatch, W = comm.size
+        guard G % (b * W) == 0 else {
+            throw ConfigError("batch.global_batch \(G) is not divisible by batch.micro_batch \(b) × \(W) ranks; choose a rank count or micro_batch so that micro_batch × ranks divides \(G)")
+        }
+        self.config = config
+        self.comm = comm
+        self.data = data
+        accumulation = G / (b * W)
+        model = makeModel(config.model, maxBatch: b)
+        model.initialize(seed: config.training.seed)
+        if let initFrom { try Weights.load(path: initFrom, into: model.arena) }
+        comm.broadcast(model.arena.parameters.pointer, count: model.arena.count * MemoryLayout<Float>.stride, root: 0)
+        let o = config.optimizer
+        optimizer = AdamW(layout: model.arena.layout, beta1: Float(o.betas[0]), beta2: Float(o.betas[1]),
+                          eps: Float(o.eps), weightDecay: Float(o.weightDecay), decayPolicy: o.decay)
+        schedule = config.schedule.schedule(peak: o.lr)
+        sampler = WindowSampler(trainCount: data.trainCount, blockSize: config.model.blockSize,
+                                seed: config.training.seed, shuffle: config.data.shuffle)
+        let n = b * config.model.blockSize
+        inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
+        targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
+        reduceScratch = .allocate(capacity: 4); reduceScratch.initialize(repeating: 0, count: 4)
+    }
+
+    deinit { inputs.deallocate(); targets.deallocate(); reduceScratch.deallocate() }
+
+    /// One optimizer step on global batch `step`.
+    @discardableResult
+    public func step(_ step: Int) -> StepStats {
+        let t0 = monotonicSeconds()
+        let b = config.batch.microBatch, G = config.batch.globalBatch, T = blockSize, A = accumulation
+        let arena = model.arena
+        let lr = schedule.lr(at: step)
+        arena.gradients.zero()
+        var lossSum = 0.0, count = 0
+        for m in 0 ..< A {
+            let first = step * G + (comm.rank * A + m) * b
+            sampler.fill(data, first: first, count: b, inputs: inputs, targets: targets)
+            let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
+                                  seed: config.training.seed, training: true)
+            model.backward(lossScale: 1)
+            lossSum += r.loss
+            count += r.count
+        }
+        comm.allReduceSum(arena.gradients.pointer, count: arena.count)
+        reduceScratch[0] = lossSum
+        reduceScratch[1] = Double(count)
+        comm.allReduceSum(reduceScratch, count: 2)
+        let globalCount = reduceScratch[1]
+        let norm = globalNorm(arena.gradients.pointer, count: arena.count) / globalCount
+        let clip = clipScale(norm: norm, maxNorm: config.optimizer.clip)
+        optimizer.update(arena, lr: lr, gradScale: clip.scale / Float(globalCount))
+        return StepStats(step: step, loss: reduceScratch[0] / globalCount, lr: lr, gradNorm: norm,
+                         tokens: Int(globalCount), seconds: monotonicSeconds() - t0)
+    }
+
+    /// Validation loss over the fixed windows, split across ranks by micro-batch and reduced.
+    public func evaluate() -> EvalResult {
+        let b = config.batch.microBatch, T = blockSize
+        let windows = data.valWindowCount(blockSize: T, limit: config.training.evalWindows)
+        let batches = (windows + b - 1) / b
+        var lossSum = 0.0, count = 0
+        var batch = comm.rank
+        while batch < batches {
+            let first = batch * b, n = min(b, windows - first)
+            data.fillValidation(blockSize: T, first: first, count: n, inputs: inputs, targets: targets)
+            let r = model.forward(tokens: inputs, targets: targets, batch: n, time: T, firstSample: first,
+                                  seed: config.training.seed, training: false)
+            lossSum += r.loss
+            count += r.count
+            batch += comm.size
+        }
+        reduceScratch[0] = lossSum
+        reduceScratch[1] = Double(count)
+        comm.allReduceSum(reduceScratch, count: 2)
+        return EvalResult(loss: reduceScratch[0] / reduceScratch[1], tokens: Int(reduceScratch[1]))
+    }
+
+    /// The training loop: evaluate at step 0, every `eval_interval` steps and at the end; log
+    /// each step on rank 0; save weights every `save_interval` steps and at the end.
+    public func run(console: Console) throws {
+        let t = config.training, G = config.batch.globalBatch, T = blockSize
+        let isRoot = comm.rank == 0
+        let outDir = t.outputDir
+        if isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
+        let metrics = try MetricsWriter(path: isRoot ? "\(outDir)/metrics.jsonl" : nil)
+        let weightsPath = "\(outDir)/model.safetensors"
+
+        console.line("lockstep: \(config.model.kind) \(config.model.nLayer)L×\(config.model.nHead)H×\(config.model.nEmbd)  \(model.arena.count.formatted()) parameters")
+        console.line("data: \(data.source)  \(data.trainCount.formatted()) train / \((data.tokens.count - data.trainCount).formatted()) val tokens")
+        console.line("ranks \(comm.size) × \(BLAS.threads) BLAS threads  global batch \(G) × \(T) = \((G * T).formatted()) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
+
+        let start = monotonicSeconds()
+        var tokensSeen = 0
+        var steadyTime = 0.0, steadySteps = 0
+        for it in 0 ... t.steps {
+            let last = it == t.steps
+            if (t.evalInterval > 0 && it % t.evalInterval == 0) || last {
+                let e = evaluate()
+                let wall = monotonicSeconds() - start
+                console.line(String(format: "step %5d | val loss %.4f | val ppl %.2f | %@", it, e.loss, e.perplexity, formatDuration(wall)))
+                metrics.write([("type", "eval"), ("step", it), ("val_loss", e.loss), ("val_ppl", e.perplexity), ("wall_s", wall)])
+            }
+            if last { break }
+            let s = step(it)
+            tokensSeen += s.tokens
+            if it >= 10 { steadyTime += s.seconds; steadySteps += 1 }
+            let tps = Double(s.tokens) / s.seconds
+            let wall = monotonicSeconds() - start
+            metrics.write([("type", "train"), ("step", it), ("train_loss", s.loss), ("lr", s.lr), ("grad_norm", s.gradNorm),
+                           ("tokens_per_s", tps), ("wall_s", wall)])
+            if it % t.logInterval == 0 || it == t.steps - 1 {
+                console.line(String(format: "step %5d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s", it, s.loss, s.lr, s.gradNorm, tps))
+            }
+            console.progress(step: it + 1, of: t.steps, elapsed: wall, extra: String(format: "loss %.4f", s.loss))
+            if isRoot && t.saveInterval > 0 && (it + 1) % t.saveInterval == 0 && it + 1 < t.steps {
+                try Weights.save(model.arena, config: config, step: it + 1, path: weightsPath)
+            }
+        }
+        if isRoot { try Weights.save(model.arena, config: config, step: t.steps, path: weightsPath) }
+        comm.barrier()
+        let wall = monotonicSeconds() - start
+        if steadySteps > 0 {
+            console.line(String(format: "done: %d steps in %@, steady %.0f tok/s; weights in %@", t.steps, formatDuration(wall),
+                                Double(steadySteps * G * T) / steadyTime, weightsPath))
+        } else {
+            console.line("done: \(t.steps) steps in \(formatDuration(wall)); weights in \(weightsPath)")
+        }
+    }
+}
