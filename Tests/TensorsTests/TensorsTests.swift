@@ -1,0 +1,117 @@
+import TestSupport
+import XCTest
+@testable import Tensors
+
+final class SGEMMTests: XCTestCase {
+    /// Naive row-major reference for C = alpha·op(A)·op(B) + beta·C.
+    func reference(_ ta: Transpose, _ tb: Transpose, m: Int, n: Int, k: Int, alpha: Float, a: [Float], b: [Float],
+                   beta: Float, c: [Float]) -> [Float] {
+        var out = c
+        for i in 0 ..< m {
+            for j in 0 ..< n {
+                var s: Double = 0
+                for p in 0 ..< k {
+                    let av = ta == .none ? a[i * k + p] : a[p * m + i]
+                    let bv = tb == .none ? b[p * n + j] : b[j * k + p]
+                    s += Double(av) * Double(bv)
+                }
+                out[i * n + j] = alpha * Float(s) + beta * c[i * n + j]
+            }
+        }
+        return out
+    }
+
+    func testAllFourTransposeCases() {
+        let m = 5, n = 7, k = 3
+        for (ta, tb) in [(Transpose.none, Transpose.none), (.none, .transposed), (.transposed, .none), (.transposed, .transposed)] {
+            let a = randomValues(m * k, seed: 1), b = randomValues(k * n, seed: 2), c0 = randomValues(m * n, seed: 3)
+            let expected = reference(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, b: b, beta: 2, c: c0)
+            var c = c0
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        sgemm(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: ap.baseAddress!, lda: ta == .none ? k : m,
+                              b: bp.baseAddress!, ldb: tb == .none ? n : k, beta: 2, c: cp.baseAddress!, ldc: n)
+                    }
+                }
+            }
+            assertClose(c, expected, relative: 1e-5, "sgemm \(ta) \(tb)")
+        }
+    }
+
+    func testStridedViewsUseLeadingDimension() {
+        // A is the left 2 columns of a 3×4 matrix: lda = 4.
+        let wide: [Float] = [1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9]
+        let b: [Float] = [1, 0, 0, 1]   // identity 2×2
+        var c = [Float](repeating: 0, count: 6)
+        wide.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    sgemm(.none, .none, m: 3, n: 2, k: 2, a: ap.baseAddress!, lda: 4, b: bp.baseAddress!, ldb: 2,
+                          c: cp.baseAddress!, ldc: 2)
+                }
+            }
+        }
+        XCTAssertEqual(c, [1, 2, 3, 4, 5, 6])
+    }
+}
+
+final class CounterRNGTests: XCTestCase {
+    func testSplitMixMatchesTheSequentialGenerator() {
+        XCTAssertEqual(SplitMix64.output(state: 1_234_567, index: 0), 6_457_827_717_110_365_317)
+        XCTAssertEqual(SplitMix64.output(state: 1_234_567, index: 1), 3_203_168_211_198_807_973)
+        XCTAssertEqual(SplitMix64.output(state: 1_234_567, index: 2), 9_817_491_932_198_370_423)
+    }
+
+    func testDrawsArePureFunctionsOfTheirKey() {
+        let a = CounterRNG(seed: 7, purpose: .dropout, 3, 4)
+        let b = CounterRNG(seed: 7, purpose: .dropout, 3, 4)
+        let c = CounterRNG(seed: 7, purpose: .dropout, 3, 5)
+        XCTAssertEqual(a.bits(10), b.bits(10))
+        XCTAssertNotEqual(a.bits(10), c.bits(10))
+        XCTAssertNotEqual(CounterRNG(seed: 7, purpose: .initialisation, 3, 4).bits(10), a.bits(10))
+    }
+
+    func testNormalHasUnitMoments() {
+        let rng = CounterRNG(seed: 42, purpose: .initialisation)
+        let n = 200_000
+        var s = 0.0, s2 = 0.0
+        for i in 0 ..< n { let v = Double(rng.normal(UInt64(i))); s += v; s2 += v * v }
+        XCTAssertEqual(s / Double(n), 0, accuracy: 0.01)
+        XCTAssertEqual(s2 / Double(n), 1, accuracy: 0.01)
+    }
+
+    func testUniformIsInUnitInterval() {
+        let rng = CounterRNG(seed: 1, purpose: .dropout)
+        var below = 0
+        for i in 0 ..< 100_000 {
+            let u = rng.uniform(UInt64(i))
+            XCTAssert(u >= 0 && u < 1)
+            if u < 0.3 { below += 1 }
+        }
+        XCTAssertEqual(Double(below) / 100_000, 0.3, accuracy: 0.01)
+    }
+}
+
+final class ArenaTests: XCTestCase {
+    func testLayoutIsContiguousAndNamed() {
+        var layout = ParameterLayout()
+        let a = layout.add("a.weight", [3, 4])
+        let b = layout.add("a.bias", [3])
+        XCTAssertEqual(a.offset, 0)
+        XCTAssertEqual(b.offset, 12)
+        XCTAssertEqual(layout.count, 15)
+        let arena = ParameterArena(layout: layout)
+        XCTAssertEqual(arena.parameters.count, arena.gradients.count)
+        arena.param(b)[2] = 5
+        XCTAssertEqual(arena.values(of: "a.bias"), [0, 0, 5])
+        XCTAssertNil(arena.values(of: "missing"))
+    }
+
+    func testSumOfSquaresAccumulatesInDouble() {
+        let v = randomValues(10_001, seed: 9)
+        let buf = FloatBuffer(v)
+        let expected = v.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(Kernels.sumOfSquares(buf.pointer, count: v.count), expected, accuracy: expected * 1e-6)
+    }
+}
