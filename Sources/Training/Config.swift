@@ -184,7 +184,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var evalInterval = 100
     /// Number of fixed validation windows (capped by the validation split).
     public var evalWindows = 512
-    public var logInterval = 1
+    public var logInterval = 10
     /// Steps between saves of the weights (0: only at the end).
     public var saveInterval = 500
     public var outputDir = "runs/default"

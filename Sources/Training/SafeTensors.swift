@@ -138,7 +138,7 @@ public enum SafeTensors {
     private static func intArray(_ a: [Any]) -> [Int]? {
         var out: [Int] = []
         for v in a {
-            guard let n = v as? NSNumber, !(v is Bool) else { return nil }
+            guard let n = v as? NSNumber else { return nil }
             let d = n.doubleValue
             guard d == d.rounded(), d >= -1e15, d <= 1e15 else { return nil }
             out.append(Int(d))
