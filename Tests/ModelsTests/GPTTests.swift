@@ -1,0 +1,65 @@
+import TestSupport
+import XCTest
+@testable import Models
+@testable import Tensors
+
+final class GPTTests: XCTestCase {
+    func testDefaultModelHasNanoGPTNamesAndSize() {
+        let gpt = GPT(config: GPTConfig(), maxBatch: 1)
+        XCTAssertEqual(gpt.arena.count, 842_496, "the TTL protocol's parameter count")
+        let names = gpt.arena.layout.entries.map(\.name)
+        XCTAssertEqual(names.first, "transformer.wte.weight")
+        XCTAssertEqual(names.last, "transformer.ln_f.bias")
+        let block0 = ["ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+                      "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+                      "mlp.c_proj.weight", "mlp.c_proj.bias"].map { "transformer.h.0.\($0)" }
+        XCTAssertEqual(Array(names[2 ..< 14]), block0)
+        XCTAssertEqual(gpt.arena.layout.entry(named: "transformer.h.3.mlp.c_fc.weight")?.shape, [512, 128], "(out, in)")
+        XCTAssertFalse(names.contains("lm_head.weight"), "the head is tied to wte")
+    }
+
+    func testGPT2Initialisation() {
+        let gpt = GPT(config: GPTConfig(), maxBatch: 1)
+        gpt.initialize(seed: 1337)
+        func std(_ name: String) -> Double {
+            let v = gpt.arena.values(of: name)!.map(Double.init)
+            let m = v.reduce(0, +) / Double(v.count)
+            return (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count)).squareRoot()
+        }
+        XCTAssertEqual(std("transformer.wte.weight"), 0.02, accuracy: 0.0005)
+        XCTAssertEqual(std("transformer.h.0.attn.c_attn.weight"), 0.02, accuracy: 0.0005)
+        XCTAssertEqual(std("transformer.h.1.mlp.c_proj.weight"), 0.02 / 8.0.squareRoot(), accuracy: 0.0002)
+        XCTAssertEqual(std("transformer.h.2.attn.c_proj.weight"), 0.02 / 8.0.squareRoot(), accuracy: 0.0002)
+        XCTAssert(gpt.arena.values(of: "transformer.h.0.mlp.c_fc.bias")!.allSatisfy { $0 == 0 })
+        XCTAssert(gpt.arena.values(of: "transformer.ln_f.weight")!.allSatisfy { $0 == 1 })
+        let again = GPT(config: GPTConfig(), maxBatch: 1)
+        again.initialize(seed: 1337)
+        XCTAssertEqual(again.arena.parameters.array, gpt.arena.parameters.array, "initialisation is a pure function of the seed")
+    }
+
+    func testGradientsMatchFiniteDifferences() {
+        for dropout: Float in [0, 0.1] {
+            let cfg = GPTConfig(vocabSize: 11, blockSize: 5, nLayer: 2, nHead: 2, nEmbd: 8, dropout: dropout)
+            let gpt = GPT(config: cfg, maxBatch: 2)
+            gpt.initialize(seed: 3)
+            fillRandom(gpt.arena.parameters.pointer, count: gpt.arena.count, seed: 4, std: 0.3)
+            let tokens: [Int32] = [1, 5, 3, 10, 0, 2, 2, 7, 9, 4]
+            let targets: [Int32] = [5, 3, 10, 0, 6, 2, 7, 9, 4, -1]
+            let loss = { () -> Double in
+                tokens.withUnsafeBufferPointer { t in
+                    targets.withUnsafeBufferPointer { y in
+                        gpt.forward(tokens: t.baseAddress!, targets: y.baseAddress!, batch: 2, time: 5, firstSample: 4,
+                                    seed: 9, training: true).loss
+                    }
+                }
+            }
+            _ = loss()
+            gpt.arena.gradients.zero()
+            gpt.backward(lossScale: 1)
+            let analytic = gpt.arena.gradients.array
+            XCTAssertGreaterThan(analytic.map { abs($0) }.max()!, 0)
+            assertGradientsMatch(gpt.arena.parameters.pointer, analytic: analytic, indices: Array(stride(from: 0, to: analytic.count, by: 3)),
+                                 eps: 5e-3, tolerance: 1e-2, "GPT (dropout \(dropout))", loss: loss)
+        }
+    }
+}
