@@ -16,10 +16,9 @@ public enum CrossEntropy {
         var loss = 0.0, count = 0
         for n in 0 ..< N {
             let l = logits + n * V, p = probs + n * V
-            var mx = -Float.infinity
-            for v in 0 ..< V { mx = max(mx, l[v]) }
-            var s: Float = 0
-            for v in 0 ..< V { let e = expf(l[v] - mx); p[v] = e; s += e }
+            let mx = VectorMath.max(l, V)
+            p.update(from: l, count: V)
+            let s = VectorMath.expShiftedInPlace(p, V, shift: mx)
             let inv = 1 / s
             for v in 0 ..< V { p[v] *= inv }
             let t = targets[n]

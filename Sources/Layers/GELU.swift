@@ -17,7 +17,13 @@ public enum GELU: String, Codable, Sendable {
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .erf:
-            for i in 0 ..< n { let v = x[i]; out[i] = 0.5 * v * (1 + erff(v * Self.invSqrt2)) }
+            var i = 0
+            while i < n {
+                let m = min(8, n - i)
+                let v = VectorMath.load(x + i, m)
+                VectorMath.store(0.5 * v * (1 + VectorMath.erf(v * Self.invSqrt2)), out + i, m)
+                i += 8
+            }
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]
@@ -31,11 +37,15 @@ public enum GELU: String, Codable, Sendable {
                          _ dx: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .erf:
-            for i in 0 ..< n {
-                let v = x[i]
-                let cdf = 0.5 * (1 + erff(v * Self.invSqrt2))
-                let pdf = Self.invSqrt2Pi * expf(-0.5 * v * v)
-                dx[i] += (cdf + v * pdf) * dout[i]
+            var i = 0
+            while i < n {
+                let m = min(8, n - i)
+                let v = VectorMath.load(x + i, m)
+                let cdf = 0.5 * (1 + VectorMath.erf(v * Self.invSqrt2))
+                let pdf = Self.invSqrt2Pi * VectorMath.exp(-0.5 * v * v)
+                let d = VectorMath.load(dx + i, m) + (cdf + v * pdf) * VectorMath.load(dout + i, m)
+                VectorMath.store(d, dx + i, m)
+                i += 8
             }
         case .tanh:
             for i in 0 ..< n {

@@ -56,12 +56,7 @@ public struct SelfAttention: Sendable {
                 for t in 0 ..< T {
                     let row = p + t * T
                     let len = causal ? t + 1 : T
-                    var mx = -Float.infinity
-                    for j in 0 ..< len { mx = max(mx, row[j]) }
-                    var s: Float = 0
-                    for j in 0 ..< len { let e = expf(row[j] - mx); row[j] = e; s += e }
-                    let inv = 1 / s
-                    for j in 0 ..< len { row[j] *= inv }
+                    VectorMath.softmax(row, row, len)
                     if len < T { (row + len).update(repeating: 0, count: T - len) }
                 }
                 sgemm(.none, .none, m: T, n: hs, k: T, a: p, lda: T, b: v, ldb: C3,

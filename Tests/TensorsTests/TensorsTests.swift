@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import XCTest
 @testable import Tensors
@@ -113,5 +114,33 @@ final class ArenaTests: XCTestCase {
         let buf = FloatBuffer(v)
         let expected = v.reduce(0.0) { $0 + Double($1) * Double($1) }
         XCTAssertEqual(Kernels.sumOfSquares(buf.pointer, count: v.count), expected, accuracy: expected * 1e-6)
+    }
+}
+
+final class VectorMathTests: XCTestCase {
+    func testExpAndErfMatchTheLibrary() {
+        var worstExp: Float = 0, worstErf: Float = 0
+        var x: Float = -20
+        while x < 20 {
+            let v = VectorMath.V(repeating: x)
+            worstExp = max(worstExp, abs(VectorMath.exp(v)[0] - Foundation.exp(x)) / Foundation.exp(x))
+            worstErf = max(worstErf, abs(VectorMath.erf(v)[0] - Foundation.erf(x)))
+            x += 0.00731
+        }
+        XCTAssertLessThan(worstExp, 4e-7, "relative error of exp")
+        XCTAssertLessThan(worstErf, 3e-7, "absolute error of erf")
+        XCTAssertEqual(VectorMath.exp(VectorMath.V(repeating: -200))[0], 0, accuracy: 1e-37)
+    }
+
+    func testSoftmaxWithTails() {
+        for n in [1, 5, 8, 13, 64] {
+            let x = randomValues(n, seed: UInt64(n), std: 3)
+            let out = FloatBuffer(count: n)
+            x.withUnsafeBufferPointer { VectorMath.softmax($0.baseAddress!, out.pointer, n) }
+            let m = x.max()!
+            let e = x.map { Foundation.exp(Double($0 - m)) }
+            let s = e.reduce(0, +)
+            assertClose(out.array, e.map { Float($0 / s) }, relative: 1e-6, "softmax n=\(n)")
+        }
     }
 }
