@@ -66,3 +66,16 @@ public final class AdamW {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension AdamW {
+    /// The tail of every training step: gradients hold a sum over `count` target tokens; divide
+    /// by it, take the global norm, clip to `maxNorm`, and update with `lr` — in two passes over
+    /// the gradients (norm, then the fused update). Returns the pre-clip norm of the mean gradient.
+    @discardableResult
+    public func step(_ arena: ParameterArena, summedOver count: Double, lr: Double, maxNorm: Double?) -> Double {
+        let norm = globalNorm(arena.gradients.pointer, count: arena.count) / count
+        let clip = clipScale(norm: norm, maxNorm: maxNorm)
+        update(arena, lr: lr, gradScale: clip.scale / Float(count))
+        return norm
+    }
+}

@@ -93,9 +93,7 @@ public final class Trainer {
         reduceScratch[1] = Double(count)
         comm.allReduceSum(reduceScratch, count: 2)
         let globalCount = reduceScratch[1]
-        let norm = globalNorm(arena.gradients.pointer, count: arena.count) / globalCount
-        let clip = clipScale(norm: norm, maxNorm: config.optimizer.clip)
-        optimizer.update(arena, lr: lr, gradScale: clip.scale / Float(globalCount))
+        let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
         return StepStats(step: step, loss: reduceScratch[0] / globalCount, lr: lr, gradNorm: norm,
                          tokens: Int(globalCount), seconds: monotonicSeconds() - t0)
     }
