@@ -19,6 +19,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+        .target(name: "CMPIShim", dependencies: ["CMPI"]),
         .target(name: "Tensors", dependencies: ["COpenBLAS"], swiftSettings: vectorISA),
         .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: vectorISA),
         .target(name: "Models", dependencies: ["Tensors", "Layers"], swiftSettings: vectorISA),
@@ -28,10 +34,11 @@ let package = Package(
             dependencies: ["Tensors", "Layers", "Models", "Optim"],
             resources: [.copy("Resources/tinyshakespeare.txt")]
         ),
+        .target(name: "Distributed", dependencies: ["CMPIShim", "Training"]),
         .executableTarget(
             name: "lockstep",
             dependencies: [
-                "Training", "Models", "Tensors",
+                "Training", "Models", "Tensors", "Distributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -120,5 +120,8 @@ extension Config {
         guard t.saveInterval >= 0 else { throw fail("training.save_interval", "must be non-negative") }
         guard !t.outputDir.isEmpty else { throw fail("training.output_dir", "must not be empty") }
         if let n = t.blasThreads, n <= 0 { throw fail("training.blas_threads", "must be positive") }
+        guard t.allreduceBucketMB > 0 && t.allreduceBucketMB <= 1024 else {
+            throw fail("training.allreduce_bucket_mb", "must be in (0, 1024]")
+        }
     }
 }

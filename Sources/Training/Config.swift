@@ -190,12 +190,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var outputDir = "runs/default"
     /// BLAS threads per rank; nil picks cores / ranks.
     public var blasThreads: Int?
+    /// Size of each gradient all-reduce bucket across ranks, in MiB.
+    public var allreduceBucketMB = 1.0
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case steps, seed, evalInterval = "eval_interval", evalWindows = "eval_windows", logInterval = "log_interval"
         case saveInterval = "save_interval", outputDir = "output_dir", blasThreads = "blas_threads"
+        case allreduceBucketMB = "allreduce_bucket_mb"
     }
 
     public init(from decoder: Decoder) throws {
@@ -209,5 +212,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         saveInterval = try c.decodeIfPresent(Int.self, forKey: .saveInterval) ?? saveInterval
         outputDir = try c.decodeIfPresent(String.self, forKey: .outputDir) ?? outputDir
         blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads)
+        allreduceBucketMB = try c.decodeIfPresent(Double.self, forKey: .allreduceBucketMB) ?? allreduceBucketMB
     }
 }

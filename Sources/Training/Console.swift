@@ -7,9 +7,17 @@ public final class Console {
     public let isTerminal: Bool
     private var progressShown = false
 
+    /// Under `mpirun` stdout is forwarded (often through a pseudo-terminal even when the user's is
+    /// a pipe), so the launcher says whether its own stdout is a terminal in `LOCKSTEP_PROGRESS`.
     public init(rank: Int) {
         enabled = rank == 0
-        isTerminal = isatty(STDOUT_FILENO) == 1
+        if let flag = ProcessInfo.processInfo.environment["LOCKSTEP_PROGRESS"] {
+            isTerminal = flag == "1"
+        } else if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil {
+            isTerminal = false
+        } else {
+            isTerminal = isatty(STDOUT_FILENO) == 1
+        }
     }
 
     /// Prints a line (above the progress line, if one is shown).

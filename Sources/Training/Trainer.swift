@@ -41,7 +41,8 @@ public final class Trainer {
     private let targets: UnsafeMutablePointer<Int32>
     private let reduceScratch: UnsafeMutablePointer<Double>
 
-    /// Builds model, optimizer and sampler. `initFrom` loads weights instead of the initialisation.
+    /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
+    /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
     public init(config: Config, data: Dataset, comm: Communicator = SingleProcessCommunicator(),
                 initFrom: String? = nil) throws {
         let b = config.batch.microBatch, G = config.batch.globalBatch, W = comm.size
@@ -54,8 +55,8 @@ public final class Trainer {
         accumulation = G / (b * W)
         model = makeModel(config.model, maxBatch: b)
         model.initialize(seed: config.training.seed)
-        if let initFrom { try Weights.load(path: initFrom, into: model.arena) }
-        comm.broadcast(model.arena.parameters.pointer, count: model.arena.count * MemoryLayout<Float>.stride, root: 0)
+        // Rank 0 reads given weights; `synchronizeReplicas` copies them to the other ranks.
+        if let initFrom, comm.rank == 0 { try Weights.load(path: initFrom, into: model.arena) }
         let o = config.optimizer
         optimizer = AdamW(layout: model.arena.layout, beta1: Float(o.betas[0]), beta2: Float(o.betas[1]),
                           eps: Float(o.eps), weightDecay: Float(o.weightDecay), decayPolicy: o.decay)
@@ -88,7 +89,7 @@ public final class Trainer {
             lossSum += r.loss
             count += r.count
         }
-        comm.allReduceSum(arena.gradients.pointer, count: arena.count)
+        allReduceGradients()
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
         comm.allReduceSum(reduceScratch, count: 2)
@@ -96,6 +97,20 @@ public final class Trainer {
         let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
         return StepStats(step: step, loss: reduceScratch[0] / globalCount, lr: lr, gradNorm: norm,
                          tokens: Int(globalCount), seconds: monotonicSeconds() - t0)
+    }
+
+    /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single
+    /// all-reduces fall off a cliff in MPI; buckets also let communication overlap compute).
+    func allReduceGradients() {
+        guard comm.size > 1 else { return }
+        let arena = model.arena
+        let bucket = max(1024, Int(config.training.allreduceBucketMB * 1_048_576) / MemoryLayout<Float>.stride)
+        var start = 0
+        while start < arena.count {
+            let n = min(bucket, arena.count - start)
+            comm.allReduceSum(arena.gradients.pointer + start, count: n)
+            start += n
+        }
     }
 
     /// Validation loss over the fixed windows, split across ranks by micro-batch and reduced.

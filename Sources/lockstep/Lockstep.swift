@@ -24,12 +24,6 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// BLAS threads: the config's value, else all cores for one rank.
-func configureThreads(_ config: Config, override: Int?, ranks: Int) {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    BLAS.setThreads(override ?? config.training.blasThreads ?? max(1, cores / max(ranks, 1)))
-}
-
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config.")
 
@@ -47,7 +41,8 @@ struct Train: ParsableCommand {
     var initFrom: String?
 
     func run() throws {
-        try reportingErrors {
+        let job = Job()
+        let trainer = try job.start { () throws -> Trainer in
             var cfg = try config.map { try Config.load(path: $0) } ?? Config()
             if let steps { cfg.training.steps = steps }
             if let lr { cfg.optimizer.lr = lr }
@@ -58,11 +53,16 @@ struct Train: ParsableCommand {
             if let evalInterval { cfg.training.evalInterval = evalInterval }
             if let threads { cfg.training.blasThreads = threads }
             try cfg.validate(source: config ?? "(defaults + options)")
-            let comm = SingleProcessCommunicator()
-            configureThreads(cfg, override: nil, ranks: comm.size)
+            configureThreads(cfg, override: nil, ranksOnHost: localRanks)
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
-            let trainer = try Trainer(config: cfg, data: data, comm: comm, initFrom: initFrom)
-            try trainer.run(console: Console(rank: comm.rank))
+            return try Trainer(config: cfg, data: data, comm: job.comm, initFrom: initFrom)
+        }
+        if job.comm.size > 1, let problem = RankAgreement.checkConfigAndData(job.comm, config: trainer.config, data: trainer.data) {
+            return try job.stop(job.isRoot ? problem : "")
+        }
+        try job.run {
+            trainer.synchronizeReplicas()
+            try trainer.run(console: Console(rank: job.comm.rank))
         }
     }
 }
@@ -76,13 +76,20 @@ struct Eval: ParsableCommand {
     @Option(help: "BLAS threads.") var threads: Int?
 
     func run() throws {
-        try reportingErrors {
-            let cfg = try config.map { try Config.load(path: $0) } ?? Weights.config(path: weights)
-            configureThreads(cfg, override: threads, ranks: 1)
+        let job = Job()
+        let trainer = try job.start { () throws -> Trainer in
+            var cfg = try config.map { try Config.load(path: $0) } ?? Weights.config(path: weights)
+            cfg.batch.globalBatch = cfg.batch.microBatch * job.comm.size    // evaluation needs no accumulation
+            configureThreads(cfg, override: threads, ranksOnHost: localRanks)
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
-            let trainer = try Trainer(config: cfg, data: data, initFrom: weights)
+            return try Trainer(config: cfg, data: data, comm: job.comm, initFrom: weights)
+        }
+        try job.run {
+            trainer.synchronizeReplicas()
             let e = trainer.evaluate()
-            print(String(format: "val loss %.6f | val ppl %.4f | %d tokens | %@", e.loss, e.perplexity, e.tokens, data.source))
+            if job.isRoot {
+                print(String(format: "val loss %.6f | val ppl %.4f | %d tokens | %@", e.loss, e.perplexity, e.tokens, trainer.data.source))
+            }
         }
     }
 }
@@ -102,7 +109,7 @@ struct Sample: ParsableCommand {
             guard temperature > 0 else { throw ConfigError("--temperature must be positive") }
             guard tokens >= 0 else { throw ConfigError("--tokens must be non-negative") }
             let cfg = try Weights.config(path: weights)
-            configureThreads(cfg, override: 1, ranks: 1)
+            configureThreads(cfg, override: 1, ranksOnHost: 1)
             let model = makeModel(cfg.model, maxBatch: 1)
             try Weights.load(path: weights, into: model.arena)
             let generator = TextGenerator(model: model, temperature: Float(temperature), topK: topK, seed: seed)
