@@ -49,5 +49,6 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Training", "Models"]),
     ]
 )

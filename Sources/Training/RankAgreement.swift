@@ -57,14 +57,28 @@ extension Dataset {
 }
 
 extension Trainer {
+    /// SHA-256 of this replica's parameters.
+    public func parameterDigest() -> [UInt8] {
+        let arena = model.arena
+        return SHA256.hash(UnsafeRawBufferPointer(start: arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride))
+    }
+
+    /// Confirms that all replicas hold bit-identical parameters; returns rank 0's digest.
+    /// A divergence stops the job naming the ranks.
+    @discardableResult
+    public func verifyReplicas() -> [UInt8] {
+        let digest = parameterDigest()
+        let differing = RankAgreement.ranksDiffering(comm, digest: digest)
+        if !differing.isEmpty {
+            comm.abort("replicas diverged: parameters on rank(s) \(differing) differ from rank 0's")
+        }
+        return digest
+    }
+
     /// Makes every replica start from rank 0's parameters and confirms it with a checksum.
     public func synchronizeReplicas() {
         let arena = model.arena
         comm.broadcast(arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride, root: 0)
-        let digest = SHA256.hash(UnsafeRawBufferPointer(start: arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride))
-        let differing = RankAgreement.ranksDiffering(comm, digest: digest)
-        if !differing.isEmpty {
-            comm.abort("parameters differ from rank 0's on rank(s) \(differing) after the broadcast")
-        }
+        verifyReplicas()
     }
 }

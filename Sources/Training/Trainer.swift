@@ -177,6 +177,10 @@ public final class Trainer {
             }
         }
         if isRoot { try Weights.save(model.arena, config: config, step: t.steps, path: weightsPath) }
+        if comm.size > 1 {
+            let digest = verifyReplicas()
+            console.line("replicas: \(comm.size) ranks hold identical parameters (sha256 \(SHA256.hex(digest)))")
+        }
         comm.barrier()
         let wall = monotonicSeconds() - start
         if steadySteps > 0 {
