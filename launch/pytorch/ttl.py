@@ -1,4 +1,4 @@
-"""Time-to-validation-loss benchmark, PyTorch side, per shared/bench/TTL_PROTOCOL.md.
+"""Time-to-validation-loss benchmark, PyTorch side, following the TTL protocol (README, "Checked against PyTorch").
 
     torchrun --standalone --nproc_per_node=W launch/pytorch/ttl.py [--corpus PATH]
         [--max-steps N] [--budget-s S] [--eval-interval 100] [--init WEIGHTS] [--json OUT]
