@@ -117,7 +117,8 @@ extension Config {
         guard t.evalInterval >= 0 else { throw fail("training.eval_interval", "must be non-negative (0: only at the end)") }
         guard t.evalWindows > 0 else { throw fail("training.eval_windows", "must be positive") }
         guard t.logInterval > 0 else { throw fail("training.log_interval", "must be positive") }
-        guard t.saveInterval >= 0 else { throw fail("training.save_interval", "must be non-negative") }
+        guard t.checkpointInterval >= 0 else { throw fail("training.checkpoint_interval", "must be non-negative (0: only at the end)") }
+        guard t.keepCheckpoints >= 1 else { throw fail("training.keep_checkpoints", "must be at least 1") }
         guard !t.outputDir.isEmpty else { throw fail("training.output_dir", "must not be empty") }
         if let n = t.blasThreads, n <= 0 { throw fail("training.blas_threads", "must be positive") }
         guard t.allreduceBucketMB > 0 && t.allreduceBucketMB <= 1024 else {

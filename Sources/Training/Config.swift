@@ -185,8 +185,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Number of fixed validation windows (capped by the validation split).
     public var evalWindows = 512
     public var logInterval = 10
-    /// Steps between saves of the weights (0: only at the end).
-    public var saveInterval = 500
+    /// Steps between checkpoints (0: only at the end).
+    public var checkpointInterval = 500
+    /// How many of the newest checkpoints to keep.
+    public var keepCheckpoints = 3
     public var outputDir = "runs/default"
     /// BLAS threads per rank; nil picks cores / ranks.
     public var blasThreads: Int?
@@ -197,7 +199,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case steps, seed, evalInterval = "eval_interval", evalWindows = "eval_windows", logInterval = "log_interval"
-        case saveInterval = "save_interval", outputDir = "output_dir", blasThreads = "blas_threads"
+        case checkpointInterval = "checkpoint_interval", keepCheckpoints = "keep_checkpoints"
+        case outputDir = "output_dir", blasThreads = "blas_threads"
         case allreduceBucketMB = "allreduce_bucket_mb"
     }
 
@@ -209,7 +212,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         evalInterval = try c.decodeIfPresent(Int.self, forKey: .evalInterval) ?? evalInterval
         evalWindows = try c.decodeIfPresent(Int.self, forKey: .evalWindows) ?? evalWindows
         logInterval = try c.decodeIfPresent(Int.self, forKey: .logInterval) ?? logInterval
-        saveInterval = try c.decodeIfPresent(Int.self, forKey: .saveInterval) ?? saveInterval
+        checkpointInterval = try c.decodeIfPresent(Int.self, forKey: .checkpointInterval) ?? checkpointInterval
+        keepCheckpoints = try c.decodeIfPresent(Int.self, forKey: .keepCheckpoints) ?? keepCheckpoints
         outputDir = try c.decodeIfPresent(String.self, forKey: .outputDir) ?? outputDir
         blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads)
         allreduceBucketMB = try c.decodeIfPresent(Double.self, forKey: .allreduceBucketMB) ?? allreduceBucketMB

@@ -58,21 +58,25 @@ public func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Appends JSON lines to a metrics file (rank 0 only).
+/// The metrics file: one JSON object per line, kept in memory too so that checkpoints carry
+/// it and a resumed run continues it without repeated or missing steps (rank 0 only).
 public final class MetricsWriter {
     private let handle: FileHandle?
+    public private(set) var lines: [String]
 
-    /// Starts a fresh metrics file at `path` (nil: no file).
-    public init(path: String?) throws {
+    /// Starts the metrics file at `path` (nil: no file) with `restoring` as its first lines.
+    public init(path: String?, restoring: [String] = []) throws {
+        lines = restoring
         guard let path else { handle = nil; return }
-        guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
+        let body = restoring.map { $0 + "\n" }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data(body.utf8)), let h = FileHandle(forWritingAtPath: path) else {
             throw DataError("cannot write the metrics file '\(path)'; check training.output_dir")
         }
+        h.seekToEndOfFile()
         handle = h
     }
 
     public func write(_ fields: [(String, Any)]) {
-        guard let handle else { return }
         let body = fields.map { key, value -> String in
             let v: String
             switch value {
@@ -83,7 +87,9 @@ public final class MetricsWriter {
             }
             return "\"\(key)\":\(v)"
         }
-        handle.write(Data(("{" + body.joined(separator: ",") + "}\n").utf8))
+        let line = "{" + body.joined(separator: ",") + "}"
+        lines.append(line)
+        handle?.write(Data((line + "\n").utf8))
     }
 
     deinit { try? handle?.close() }

@@ -63,6 +63,17 @@ extension Trainer {
         return SHA256.hash(UnsafeRawBufferPointer(start: arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride))
     }
 
+    /// SHA-256 of this replica's parameters, optimizer moments and step.
+    func stateDigest() -> [UInt8] {
+        let bytes = model.arena.count * MemoryLayout<Float>.stride
+        var s = SHA256()
+        s.update(UnsafeRawBufferPointer(start: model.arena.parameters.pointer, count: bytes))
+        s.update(UnsafeRawBufferPointer(start: optimizer.m.pointer, count: bytes))
+        s.update(UnsafeRawBufferPointer(start: optimizer.v.pointer, count: bytes))
+        withUnsafeBytes(of: Int64(optimizer.step)) { s.update($0) }
+        return s.finalize()
+    }
+
     /// Confirms that all replicas hold bit-identical parameters; returns rank 0's digest.
     /// A divergence stops the job naming the ranks.
     @discardableResult
@@ -75,10 +86,14 @@ extension Trainer {
         return digest
     }
 
-    /// Makes every replica start from rank 0's parameters and confirms it with a checksum.
+    /// Makes every replica start from rank 0's state (parameters, moments, step — initialised,
+    /// given or restored) and confirms it with a checksum.
     public func synchronizeReplicas() {
-        let arena = model.arena
-        comm.broadcast(arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride, root: 0)
-        verifyReplicas()
+        guard comm.size > 1 else { return }
+        broadcastTrainingState()
+        let differing = RankAgreement.ranksDiffering(comm, digest: stateDigest())
+        if !differing.isEmpty {
+            comm.abort("training state differs from rank 0's on rank(s) \(differing) after the broadcast")
+        }
     }
 }

@@ -37,6 +37,13 @@ public final class Trainer {
     public let accumulation: Int
     public var blockSize: Int { config.model.blockSize }
 
+    /// The first step this run trains (non-zero after a resume).
+    public internal(set) var startStep = 0
+    /// Metrics lines of the run so far, restored from a checkpoint (rank 0).
+    public internal(set) var restoredMetrics: [String] = []
+    /// The step whose evaluation the restored metrics already hold, if any.
+    var restoredEvalStep: Int?
+
     private let inputs: UnsafeMutablePointer<Int32>
     private let targets: UnsafeMutablePointer<Int32>
     private let reduceScratch: UnsafeMutablePointer<Double>
@@ -135,26 +142,33 @@ public final class Trainer {
         return EvalResult(loss: reduceScratch[0] / reduceScratch[1], tokens: Int(reduceScratch[1]))
     }
 
-    /// The training loop: evaluate at step 0, every `eval_interval` steps and at the end; log
-    /// each step on rank 0; save weights every `save_interval` steps and at the end.
+    /// The training loop from `startStep`: evaluate at step 0, every `eval_interval` steps and at
+    /// the end; log each step on rank 0; checkpoint every `checkpoint_interval` steps, at the end,
+    /// and when SIGTERM or SIGINT asks the job to stop (the ranks agree on the step, finish it, write
+    /// the checkpoint and return normally).
     public func run(console: Console) throws {
         let t = config.training, G = config.batch.globalBatch, T = blockSize
         let isRoot = comm.rank == 0
         let outDir = t.outputDir
         if isRoot { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) }
-        let metrics = try MetricsWriter(path: isRoot ? "\(outDir)/metrics.jsonl" : nil)
-        let weightsPath = "\(outDir)/model.safetensors"
+        let metrics = try MetricsWriter(path: isRoot ? "\(outDir)/metrics.jsonl" : nil, restoring: restoredMetrics)
+        let checkpoints = "\(outDir)/checkpoints"
+        StopSignal.install()
 
         console.line("lockstep: \(config.model.kind) \(config.model.nLayer)L×\(config.model.nHead)H×\(config.model.nEmbd)  \(model.arena.count.formatted()) parameters")
         console.line("data: \(data.source)  \(data.trainCount.formatted()) train / \((data.tokens.count - data.trainCount).formatted()) val tokens")
         console.line("ranks \(comm.size) × \(BLAS.threads) BLAS threads  global batch \(G) × \(T) = \((G * T).formatted()) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
+        if startStep >= t.steps && restoredEvalStep == startStep {
+            console.line("already at step \(startStep) of \(t.steps); nothing to do (raise --steps to train on)")
+            return
+        }
 
         let start = monotonicSeconds()
-        var tokensSeen = 0
         var steadyTime = 0.0, steadySteps = 0
-        for it in 0 ... t.steps {
+        var stopped = false
+        for it in startStep ... t.steps {
             let last = it == t.steps
-            if (t.evalInterval > 0 && it % t.evalInterval == 0) || last {
+            if ((t.evalInterval > 0 && it % t.evalInterval == 0) || last) && restoredEvalStep != it {
                 let e = evaluate()
                 let wall = monotonicSeconds() - start
                 console.line(String(format: "step %5d | val loss %.4f | val ppl %.2f | %@", it, e.loss, e.perplexity, formatDuration(wall)))
@@ -162,8 +176,7 @@ public final class Trainer {
             }
             if last { break }
             let s = step(it)
-            tokensSeen += s.tokens
-            if it >= 10 { steadyTime += s.seconds; steadySteps += 1 }
+            if it >= startStep + 10 { steadyTime += s.seconds; steadySteps += 1 }
             let tps = Double(s.tokens) / s.seconds
             let wall = monotonicSeconds() - start
             metrics.write([("type", "train"), ("step", it), ("train_loss", s.loss), ("lr", s.lr), ("grad_norm", s.gradNorm),
@@ -172,10 +185,17 @@ public final class Trainer {
                 console.line(String(format: "step %5d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s", it, s.loss, s.lr, s.gradNorm, tps))
             }
             console.progress(step: it + 1, of: t.steps, elapsed: wall, extra: String(format: "loss %.4f", s.loss))
-            if isRoot && t.saveInterval > 0 && (it + 1) % t.saveInterval == 0 && it + 1 < t.steps {
-                try Weights.save(model.arena, config: config, step: it + 1, path: weightsPath)
+            stopped = stopRequestedByAnyRank()
+            if stopped || (t.checkpointInterval > 0 && (it + 1) % t.checkpointInterval == 0 && it + 1 < t.steps) {
+                let path = try checkpoint(step: it + 1, metrics: metrics.lines, root: checkpoints)
+                if stopped {
+                    console.line("stopped by signal after step \(it + 1): checkpoint \(path); continue with `train --resume`")
+                    return
+                }
             }
         }
+        try checkpoint(step: t.steps, metrics: metrics.lines, root: checkpoints)
+        let weightsPath = "\(outDir)/model.safetensors"
         if isRoot { try Weights.save(model.arena, config: config, step: t.steps, path: weightsPath) }
         if comm.size > 1 {
             let digest = verifyReplicas()
@@ -189,5 +209,21 @@ public final class Trainer {
         } else {
             console.line("done: \(t.steps) steps in \(formatDuration(wall)); weights in \(weightsPath)")
         }
+    }
+
+    /// Rank 0 writes the checkpoint of `step`; every rank waits until it is complete.
+    @discardableResult
+    func checkpoint(step: Int, metrics: [String], root: String) throws -> String {
+        var path = "\(root)/\(Checkpoint.directoryName(step: step))"
+        if comm.rank == 0 { path = try Checkpoint.write(self, step: step, metrics: metrics, root: root) }
+        comm.barrier()
+        return path
+    }
+
+    /// Whether SIGTERM/SIGINT reached any rank (agreed on by all, so they stop at the same step).
+    func stopRequestedByAnyRank() -> Bool {
+        var flag: Int64 = StopSignal.requested ? 1 : 0
+        if comm.size > 1 { comm.allReduceSum(&flag, count: 1) }
+        return flag > 0
     }
 }

@@ -8,8 +8,19 @@ struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lockstep",
         abstract: "Data-parallel training of small language models on CPUs.",
-        subcommands: [Train.self, Eval.self, Sample.self, Prepare.self]
+        subcommands: [Train.self, Eval.self, Sample.self, Inspect.self, Prepare.self]
     )
+
+    static func main() {
+        // A full disk or file-size limit must fail a write with an error, not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
+        // `--resume` without a value means the newest valid checkpoint of the run.
+        var args = Array(CommandLine.arguments.dropFirst())
+        for i in args.indices where args[i] == "--resume" && (i + 1 == args.count || args[i + 1].hasPrefix("-")) {
+            args[i] = "--resume=auto"
+        }
+        main(args)
+    }
 }
 
 /// Runs `body`, turning a user-facing error into one line on stderr and exit status 1.
@@ -39,9 +50,13 @@ struct Train: ParsableCommand {
     @Option(help: "Override training.blas_threads.") var threads: Int?
     @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file.")
     var initFrom: String?
+    @Option(help: ArgumentHelp("Continue from a checkpoint: alone, the newest valid one under the output directory; or a checkpoint directory.",
+                               valueName: "checkpoint"))
+    var resume: String?
 
     func run() throws {
         let job = Job()
+        var resumeNotes: [String] = []
         let trainer = try job.start { () throws -> Trainer in
             var cfg = try config.map { try Config.load(path: $0) } ?? Config()
             if let steps { cfg.training.steps = steps }
@@ -54,15 +69,29 @@ struct Train: ParsableCommand {
             if let threads { cfg.training.blasThreads = threads }
             try cfg.validate(source: config ?? "(defaults + options)")
             configureThreads(cfg, override: nil, ranksOnHost: localRanks)
+            if resume != nil && initFrom != nil { throw ConfigError("--resume and --init-from exclude each other") }
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
-            return try Trainer(config: cfg, data: data, comm: job.comm, initFrom: initFrom)
+            let trainer = try Trainer(config: cfg, data: data, comm: job.comm, initFrom: initFrom)
+            if let resume, job.isRoot {
+                let (checkpoint, notes) = try trainer.locateCheckpoint(resume)
+                resumeNotes = notes
+                if let checkpoint {
+                    try trainer.restore(checkpoint)
+                    let saved = checkpoint.state.worldSize
+                    resumeNotes.append("resuming from \(checkpoint.path) at step \(checkpoint.state.step)"
+                        + (saved != job.comm.size ? " (saved with \(saved) ranks, continuing on \(job.comm.size))" : ""))
+                }
+            }
+            return trainer
         }
         if job.comm.size > 1, let problem = RankAgreement.checkConfigAndData(job.comm, config: trainer.config, data: trainer.data) {
             return try job.stop(job.isRoot ? problem : "")
         }
         try job.run {
+            let console = Console(rank: job.comm.rank)
+            for note in resumeNotes { console.line(note) }
             trainer.synchronizeReplicas()
-            try trainer.run(console: Console(rank: job.comm.rank))
+            try trainer.run(console: console)
         }
     }
 }
@@ -124,6 +153,44 @@ struct Sample: ParsableCommand {
                 FileHandle.standardOutput.write(Data([UInt8(clamping: token)]))
             }
             print()
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Verify a checkpoint and show what it holds.")
+
+    @Argument(help: "A checkpoint directory (OUTPUT/checkpoints/step-NNNNNNNN).") var checkpoint: String
+
+    func run() throws {
+        try reportingErrors {
+            let stateData = try FileManager.default.contents(atPath: "\(checkpoint)/state.json")
+                ?? { throw CheckpointError("\(checkpoint)/state.json: missing or unreadable") }()
+            guard let state = try? JSONDecoder().decode(CheckpointState.self, from: stateData) else {
+                throw CheckpointError("\(checkpoint)/state.json: not a valid checkpoint state")
+            }
+            let model = makeModel(state.config.model, maxBatch: 1)
+            let loaded = try Checkpoint.read(checkpoint, layout: model.arena.layout)
+            print("checkpoint  \(checkpoint)")
+            print("step        \(state.step) (next sample \(state.nextSample), optimizer step \(loaded.optimizerStep))")
+            print("world size  \(state.worldSize) ranks at save")
+            print("config      sha256 \(state.configSHA256)")
+            print("            \(state.config.canonicalJSON())")
+            print("metrics     \(state.metrics.count) lines")
+            print("checksums   verified: state.json, " + state.files.keys.sorted().map { "\($0) \(state.files[$0]!.prefix(16))…" }.joined(separator: ", "))
+            print("")
+            let rows = model.arena.layout.entries.map { e -> [String] in
+                let v = loaded.model[e.name]!.floats
+                let rms = (v.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(v.count, 1))).squareRoot()
+                return [e.name, e.shape.map(String.init).joined(separator: "×"), "F32", "\(e.count)", String(format: "%.4g", rms)]
+            }
+            let header = ["tensor", "shape", "dtype", "count", "rms"]
+            let widths = (0 ..< header.count).map { c in ([header] + rows).map { $0[c].count }.max()! }
+            for row in [header] + rows {
+                print(zip(row, widths).enumerated().map { i, p in i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: p.1 - p.0.count) + p.0 }.joined(separator: "  "))
+            }
+            print("total \(model.arena.count.formatted()) parameters; optimizer moments exp_avg and exp_avg_sq for each")
         }
     }
 }
