@@ -57,7 +57,8 @@ public enum SafeTensors {
 
     /// Decodes a safetensors file. Checks the header JSON, dtypes, shapes and that every tensor's
     /// byte range lies inside the data section and matches its shape.
-    public static func decode(_ data: Data, source: String) throws -> (tensors: [String: SafeTensor], metadata: [String: String]) {
+    public static func decode(_ input: Data, source: String) throws -> (tensors: [String: SafeTensor], metadata: [String: String]) {
+        let data = input.startIndex == 0 ? input : Data(input)    // offsets below are from the start
         func bad(_ why: String) -> SafeTensorsError { SafeTensorsError("\(source): not a valid safetensors file: \(why)") }
         guard data.count >= 8 else { throw bad("shorter than the 8-byte header length") }
         let n = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
