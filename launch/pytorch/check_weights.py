@@ -3,6 +3,8 @@
     python launch/pytorch/check_weights.py WEIGHTS [--corpus PATH] [--windows N]
         Loads a Lockstep weights file (strictly, by name) into the nanoGPT model and prints the
         validation loss over Lockstep's fixed validation windows, to compare with `lockstep eval`.
+        WEIGHTS may be a checkpoint directory: its model.safetensors and optimizer.safetensors are
+        then also read with safetensors.numpy.load_file and the moments checked against the model.
 
     python launch/pytorch/check_weights.py --export-init OUT.safetensors [--seed S] [--config CONFIG.json]
         Writes a GPT-2-initialised PyTorch model (the TTL model, or the "model" of a Lockstep
@@ -76,7 +78,29 @@ def val_loss(model, tokens, n_train, T, max_windows, batch=16):
     return total / count, windows
 
 
+def check_checkpoint(path):
+    """Reads a checkpoint directory with plain numpy; returns its model file."""
+    import safetensors.numpy
+    model = safetensors.numpy.load_file(os.path.join(path, "model.safetensors"))
+    moments = safetensors.numpy.load_file(os.path.join(path, "optimizer.safetensors"))
+    state = json.load(open(os.path.join(path, "state.json")))
+    for name, value in model.items():
+        for prefix in ("exp_avg", "exp_avg_sq"):
+            m = moments.get(f"{prefix}.{name}")
+            if m is None or m.shape != value.shape or m.dtype != np.float32 or not np.isfinite(m).all():
+                sys.exit(f"{path}/optimizer.safetensors: {prefix}.{name} missing, misshapen or not finite")
+        if (moments[f"exp_avg_sq.{name}"] < 0).any():
+            sys.exit(f"{path}/optimizer.safetensors: exp_avg_sq.{name} has negative entries")
+    if len(moments) != 2 * len(model):
+        sys.exit(f"{path}/optimizer.safetensors: {len(moments)} tensors for {len(model)} parameters")
+    print(f"checkpoint step {state['step']}, saved by {state['world_size']} ranks: {len(model)} tensors and "
+          f"{len(moments)} moments read with safetensors.numpy")
+    return os.path.join(path, "model.safetensors")
+
+
 def check(args):
+    if os.path.isdir(args.weights):
+        args.weights = check_checkpoint(args.weights)
     with safe_open(args.weights, "pt") as f:
         meta = f.metadata() or {}
     if "config" not in meta:
