@@ -13,6 +13,18 @@ public struct StepStats: Sendable {
     public let gradNorm: Double
     public let tokens: Int
     public let seconds: Double
+    /// Where this rank's step time went.
+    public let times: StepTimes
+}
+
+/// A step's time by phase on one rank (seconds). `allReduce` is the communication not hidden
+/// behind computation: the time between the end of the last backward and the optimizer.
+public struct StepTimes: Sendable {
+    public var forward = 0.0
+    public var backward = 0.0
+    public var allReduce = 0.0
+    public var optimizer = 0.0
+    public init() {}
 }
 
 /// Validation loss over the fixed windows.
@@ -87,23 +99,33 @@ public final class Trainer {
         let lr = schedule.lr(at: step)
         arena.gradients.zero()
         var lossSum = 0.0, count = 0
+        var times = StepTimes()
         for m in 0 ..< A {
             let first = step * G + (comm.rank * A + m) * b
             sampler.fill(data, first: first, count: b, inputs: inputs, targets: targets)
+            let f0 = monotonicSeconds()
             let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
                                   seed: config.training.seed, training: true)
+            let f1 = monotonicSeconds()
             model.backward(lossScale: 1)
+            times.forward += f1 - f0
+            times.backward += monotonicSeconds() - f1
             lossSum += r.loss
             count += r.count
         }
+        let r0 = monotonicSeconds()
         allReduceGradients()
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
         comm.allReduceSum(reduceScratch, count: 2)
+        let o0 = monotonicSeconds()
         let globalCount = reduceScratch[1]
         let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
+        let end = monotonicSeconds()
+        times.allReduce = o0 - r0
+        times.optimizer = end - o0
         return StepStats(step: step, loss: reduceScratch[0] / globalCount, lr: lr, gradNorm: norm,
-                         tokens: Int(globalCount), seconds: monotonicSeconds() - t0)
+                         tokens: Int(globalCount), seconds: end - t0, times: times)
     }
 
     /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single

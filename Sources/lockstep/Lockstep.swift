@@ -8,7 +8,7 @@ struct Lockstep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lockstep",
         abstract: "Data-parallel training of small language models on CPUs.",
-        subcommands: [Train.self, Eval.self, Sample.self, Inspect.self, Prepare.self]
+        subcommands: [Train.self, Eval.self, Sample.self, Inspect.self, Prepare.self, Bench.self]
     )
 
     static func main() {
@@ -191,6 +191,52 @@ struct Inspect: ParsableCommand {
                     : String(repeating: " ", count: p.1 - p.0.count) + p.0 }.joined(separator: "  "))
             }
             print("total \(model.arena.count.formatted()) parameters; optimizer moments exp_avg and exp_avg_sq for each")
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training throughput, the step by phase, MFU, memory and start-up time.",
+        discussion: "Run it under launch/run for several ranks, e.g. `launch/run -n 2 -- bench`.")
+
+    @Option(help: "Config to measure (default: the built-in default, as configs/shakespeare-gpt.json).")
+    var config: String?
+    @Option(help: "Measured steps.") var steps: Int = 30
+    @Option(help: "Steps before measuring.") var warmup: Int = 5
+    @Option(help: "BLAS threads per rank.") var threads: Int?
+
+    func run() throws {
+        let job = Job()
+        let trainer = try job.start { () throws -> Trainer in
+            guard steps > 0, warmup >= 0 else { throw ConfigError("--steps must be positive and --warmup non-negative") }
+            var cfg = try config.map { try Config.load(path: $0) } ?? Config()
+            cfg.training.steps = warmup + steps
+            configureThreads(cfg, override: threads, ranksOnHost: localRanks)
+            let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
+            return try Trainer(config: cfg, data: data, comm: job.comm)
+        }
+        try job.run {
+            trainer.synchronizeReplicas()
+            let r = trainer.benchmark(steps: steps, warmup: warmup)
+            guard job.isRoot else { return }
+            let c = trainer.config
+            let step = r.medianStepSeconds, t = r.times
+            func row(_ name: String, _ s: Double, _ note: String = "") -> String {
+                "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f ms  %5.1f%%", s * 1000, 100 * s / step) + note
+            }
+            print("bench: \(c.model.kind) \(trainer.model.arena.count.formatted()) parameters, \(job.comm.size) rank(s) × \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName)), global batch \(c.batch.globalBatch) × \(c.model.blockSize) tokens, micro-batch \(c.batch.microBatch), \(steps) steps after \(warmup)")
+            print(String(format: "tokens/s (median)   %.0f    step %.1f ms", r.medianTokensPerSecond, step * 1000))
+            print(row("forward", t.forward))
+            print(row("backward", t.backward))
+            print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
+            print(row("clip+optim", t.optimizer))
+            print(row("other", max(0, step - t.forward - t.backward - t.allReduce - t.optimizer), " (data, slowest-rank wait)"))
+            print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, 1024³, measured now)", r.sgemmPeakGFLOPS))
+            print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token; of %d × %.1f GFLOP/s)", 100 * r.mfu,
+                         r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.sgemmPeakGFLOPS))
+            print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
+            if let l = r.launchToFirstStepSeconds { print(String(format: "launch → first step %.2f s", l)) }
         }
     }
 }

@@ -1,0 +1,112 @@
+import Foundation
+import Tensors
+
+/// Throughput and where the time goes, for `lockstep bench`.
+public struct BenchmarkReport: Sendable {
+    public var steps: Int
+    public var medianTokensPerSecond: Double
+    public var medianStepSeconds: Double
+    /// Median per-phase times on rank 0.
+    public var times: StepTimes
+    public var modelFLOPsPerToken: Double
+    /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own.
+    public var sgemmPeakGFLOPS: Double
+    public var mfu: Double
+    public var peakRSSMegabytes: [Double]
+    public var launchToFirstStepSeconds: Double?
+}
+
+/// Model FLOPs per token (PaLM's accounting): 6 × matmul weights (the tied head included) plus
+/// 12 · layers · width · T for attention scores and values.
+public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
+    let C = Double(c.nEmbd), L = Double(c.nLayer), T = Double(c.blockSize), V = Double(c.vocabSize)
+    let matmulWeights = L * 12 * C * C + V * C
+    return 6 * matmulWeights + 12 * L * C * T
+}
+
+/// Single-thread sgemm throughput (GFLOP/s) on n×n matrices, best of a few repeats.
+public func measureSGEMMPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
+    let saved = BLAS.threads
+    BLAS.setThreads(1)
+    defer { BLAS.setThreads(saved) }
+    let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
+    for i in 0 ..< n * n { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
+    sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+    var best = 0.0
+    let start = monotonicSeconds()
+    while monotonicSeconds() - start < seconds {
+        let t0 = monotonicSeconds()
+        sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+        best = max(best, 2 * Double(n * n * n) / (monotonicSeconds() - t0) / 1e9)
+    }
+    return best
+}
+
+/// Peak resident set size of this process in MB.
+public func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// Seconds since this job was launched: from `LOCKSTEP_LAUNCH_EPOCH` (set by `launch/run` before
+/// mpirun starts), else since this process started.
+public func secondsSinceLaunch() -> Double? {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    let epoch = Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
+    if let launch = ProcessInfo.processInfo.environment["LOCKSTEP_LAUNCH_EPOCH"].flatMap(Double.init) {
+        return epoch - launch
+    }
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")"),
+          let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+          let uptime = Double(uptimeText.split(separator: " ")[0]) else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+    return uptime - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+extension Trainer {
+    /// Trains `warmup + steps` steps (without evaluation, metrics or checkpoints) and reports the
+    /// median throughput and phase times of the last `steps`. Collective: every rank calls it.
+    public func benchmark(steps: Int, warmup: Int) -> BenchmarkReport {
+        var firstStep: Double?
+        var stats: [StepStats] = []
+        for i in 0 ..< warmup + steps {
+            let s = step(i)
+            if firstStep == nil { firstStep = secondsSinceLaunch() }
+            if i >= warmup { stats.append(s) }
+        }
+        func median(_ xs: [Double]) -> Double {
+            let s = xs.sorted()
+            return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+        }
+        // Step time is the slowest rank's: take the maximum over ranks of each step's duration.
+        var durations = stats.map(\.seconds)
+        var maxima = [Double](repeating: 0, count: durations.count)
+        for r in 0 ..< comm.size {
+            var mine = r == comm.rank ? durations : [Double](repeating: 0, count: durations.count)
+            mine.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
+            for i in maxima.indices { maxima[i] = max(maxima[i], mine[i]) }
+        }
+        durations = maxima
+        let peak = measureSGEMMPeak()
+        var rss = [Double](repeating: 0, count: comm.size)
+        rss[comm.rank] = peakRSSMegabytes()
+        rss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
+        let tokens = Double(config.batch.globalBatch * blockSize)
+        let stepMedian = median(durations)
+        var times = StepTimes()
+        times.forward = median(stats.map(\.times.forward))
+        times.backward = median(stats.map(\.times.backward))
+        times.allReduce = median(stats.map(\.times.allReduce))
+        times.optimizer = median(stats.map(\.times.optimizer))
+        let flops = modelFLOPsPerToken(config.model)
+        let tps = tokens / stepMedian
+        return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian, times: times,
+                               modelFLOPsPerToken: flops, sgemmPeakGFLOPS: peak,
+                               mfu: tps * flops / (Double(comm.size * BLAS.threads) * peak * 1e9),
+                               peakRSSMegabytes: rss, launchToFirstStepSeconds: firstStep)
+    }
+}
