@@ -32,8 +32,8 @@ public enum CrossEntropy {
     }
 
     /// dlogits = (probs − onehot(target)) · scale for counted rows, 0 for ignored rows
-    /// (overwrites dlogits; it is the start of the backward pass).
-    public static func backward(probs: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
+    /// (overwrites dlogits, which may be `probs` itself; it is the start of the backward pass).
+    public static func backward(probs: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
                                 dlogits: UnsafeMutablePointer<Float>, rows N: Int, vocab V: Int,
                                 scale: Float) {
         for n in 0 ..< N {

@@ -21,22 +21,28 @@ public struct FeedForward: Sendable {
         dropOut = Dropout(p: dropout, site: site + 1)
     }
 
+    /// What forward saves for backward.
     public final class Activations {
         let h: FloatBuffer      // (N, H) before GELU
         let g: FloatBuffer      // (N, H) after GELU and dropout
         let maskHidden: FloatBuffer
         let maskOut: FloatBuffer
-        let dg: FloatBuffer
-        let dh: FloatBuffer
-        let dproj: FloatBuffer
 
         public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
             h = FloatBuffer(count: N * H)
             g = FloatBuffer(count: N * H)
             maskHidden = FloatBuffer(count: dropout ? N * H : 0)
             maskOut = FloatBuffer(count: dropout ? N * C : 0)
+        }
+    }
+
+    /// Backward scratch, shareable by every feed-forward block of a model.
+    public final class Scratch {
+        let dg: FloatBuffer     // (N, H)
+        let dproj: FloatBuffer  // (N, C), only with dropout
+
+        public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
             dg = FloatBuffer(count: N * H)
-            dh = FloatBuffer(count: N * H)
             dproj = FloatBuffer(count: dropout ? N * C : 0)
         }
     }
@@ -55,20 +61,19 @@ public struct FeedForward: Sendable {
                         firstSample: firstSample, seed: seed, training: training)
     }
 
-    /// dx += ∂L/∂x; parameter gradients accumulate.
+    /// dx = ∂L/∂x (overwritten, or added when `accumulateInput`); parameter gradients accumulate.
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                         _ acts: Activations, rows N: Int, training: Bool, _ arena: ParameterArena) {
+                         _ acts: Activations, _ scratch: Scratch, rows N: Int, training: Bool, _ arena: ParameterArena,
+                         accumulateInput: Bool = false) {
         let H = hidden, C = dim
         var dp = dout
         if training && dropOut.isActive {
-            for i in 0 ..< N * C { acts.dproj[i] = dout[i] * acts.maskOut[i] }
-            dp = UnsafePointer(acts.dproj.pointer)
+            for i in 0 ..< N * C { scratch.dproj[i] = dout[i] * acts.maskOut[i] }
+            dp = UnsafePointer(scratch.dproj.pointer)
         }
-        acts.dg.zero()
-        cProj.backward(dp, acts.g.pointer, acts.dg.pointer, rows: N, arena)
-        dropHidden.backwardInPlace(acts.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
-        acts.dh.zero()
-        gelu.backward(acts.h.pointer, acts.dg.pointer, acts.dh.pointer, count: N * H)
-        cFc.backward(acts.dh.pointer, x, dx, rows: N, arena)
+        cProj.backward(dp, acts.g.pointer, scratch.dg.pointer, rows: N, arena, accumulateInput: false)
+        dropHidden.backwardInPlace(scratch.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
+        gelu.backwardInPlace(acts.h.pointer, scratch.dg.pointer, count: N * H)
+        cFc.backward(scratch.dg.pointer, x, dx, rows: N, arena, accumulateInput: accumulateInput)
     }
 }

@@ -33,16 +33,17 @@ public struct Linear: Sendable {
         if let bias { Kernels.addRowBias(arena.param(bias), into: y, rows: N, cols: O) }
     }
 
-    /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W.
+    /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W
+    /// (or dx = dy·W when `accumulateInput` is false, which saves zeroing dx first).
     public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
-                         rows N: Int, _ arena: ParameterArena) {
+                         rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true) {
         let I = inFeatures, O = outFeatures
         sgemm(.transposed, .none, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I,
               beta: 1, c: arena.grad(weight), ldc: I)
         if let bias { Kernels.accumulateColumnSums(dy, into: arena.grad(bias), rows: N, cols: O) }
         if let dx {
             sgemm(.none, .none, m: N, n: I, k: O, a: dy, lda: O, b: arena.param(weight), ldb: I,
-                  beta: 1, c: dx, ldc: I)
+                  beta: accumulateInput ? 1 : 0, c: dx, ldc: I)
         }
     }
 }

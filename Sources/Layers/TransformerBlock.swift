@@ -21,30 +21,41 @@ public struct TransformerBlock: Sendable {
                           site: site + 1, bias: bias)
     }
 
+    /// What forward saves for backward, for one (B, T).
     public final class Activations {
         let ln1Out, ln1Mean, ln1Rstd: FloatBuffer
-        let attnOut, attnMask: FloatBuffer
+        let attnMask: FloatBuffer
         let x1: FloatBuffer              // residual after attention
         let ln2Out, ln2Mean, ln2Rstd: FloatBuffer
-        let mlpOut: FloatBuffer
         let attn: SelfAttention.Activations
         let mlp: FeedForward.Activations
-        let dLn: FloatBuffer             // (N, C) scratch for ∂L/∂ln_k output
-        let dx1: FloatBuffer             // (N, C)
-        let dAttnOut: FloatBuffer        // (N, C), only with dropout
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead: Int, dropout: Bool) {
             let N = B * T
             ln1Out = FloatBuffer(count: N * C); ln1Mean = FloatBuffer(count: N); ln1Rstd = FloatBuffer(count: N)
-            attnOut = FloatBuffer(count: N * C); attnMask = FloatBuffer(count: dropout ? N * C : 0)
+            attnMask = FloatBuffer(count: dropout ? N * C : 0)
             x1 = FloatBuffer(count: N * C)
             ln2Out = FloatBuffer(count: N * C); ln2Mean = FloatBuffer(count: N); ln2Rstd = FloatBuffer(count: N)
-            mlpOut = FloatBuffer(count: N * C)
             attn = SelfAttention.Activations(batch: B, time: T, dim: C, nHead: nHead)
             mlp = FeedForward.Activations(rows: N, dim: C, hidden: 4 * C, dropout: dropout)
+        }
+    }
+
+    /// Backward scratch, one per model: blocks run backward one after another.
+    public final class Scratch {
+        let dLn: FloatBuffer             // (N, C) ∂L/∂(ln_k output)
+        let dx1: FloatBuffer             // (N, C)
+        let dAttnOut: FloatBuffer        // (N, C), only with dropout
+        let attn: SelfAttention.Scratch
+        let mlp: FeedForward.Scratch
+
+        public init(batch B: Int, time T: Int, dim C: Int, dropout: Bool) {
+            let N = B * T
             dLn = FloatBuffer(count: N * C)
             dx1 = FloatBuffer(count: N * C)
             dAttnOut = FloatBuffer(count: dropout ? N * C : 0)
+            attn = SelfAttention.Scratch(batch: B, time: T, dim: C)
+            mlp = FeedForward.Scratch(rows: N, dim: C, hidden: 4 * C, dropout: dropout)
         }
     }
 
@@ -53,37 +64,36 @@ public struct TransformerBlock: Sendable {
                         batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
                         _ arena: ParameterArena) {
         let N = B * T, C = dim
+        let x1 = acts.x1.pointer
         ln1.forward(x, acts.ln1Out.pointer, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        attn.forward(acts.ln1Out.pointer, acts.attnOut.pointer, acts.attn, batch: B, time: T, arena)
-        attnDrop.forward(acts.attnOut.pointer, acts.attnOut.pointer, mask: acts.attnMask.pointer, samples: B,
-                         perSample: T * C, firstSample: firstSample, seed: seed, training: training)
-        Kernels.sum(x, acts.attnOut.pointer, into: acts.x1.pointer, count: N * C)
-        ln2.forward(acts.x1.pointer, acts.ln2Out.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
-                    rows: N, arena)
-        mlp.forward(acts.ln2Out.pointer, acts.mlpOut.pointer, acts.mlp, batch: B, time: T,
-                    firstSample: firstSample, seed: seed, training: training, arena)
-        Kernels.sum(acts.x1.pointer, acts.mlpOut.pointer, into: out, count: N * C)
+        attn.forward(acts.ln1Out.pointer, x1, acts.attn, batch: B, time: T, arena)
+        attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
+                         seed: seed, training: training)
+        Kernels.add(x, into: x1, count: N * C)
+        ln2.forward(x1, acts.ln2Out.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
+        mlp.forward(acts.ln2Out.pointer, out, acts.mlp, batch: B, time: T, firstSample: firstSample, seed: seed,
+                    training: training, arena)
+        Kernels.add(x1, into: out, count: N * C)
     }
 
-    /// dx += ∂L/∂x given dout = ∂L/∂out.
+    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out.
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                         _ acts: Activations, batch B: Int, time T: Int, training: Bool, _ arena: ParameterArena) {
+                         _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, training: Bool,
+                         _ arena: ParameterArena) {
         let N = B * T, C = dim
-        // MLP branch: x2 = x1 + mlp(ln2(x1))
-        acts.dx1.pointer.update(from: dout, count: N * C)
-        acts.dLn.zero()
-        mlp.backward(dout, acts.ln2Out.pointer, acts.dLn.pointer, acts.mlp, rows: N, training: training, arena)
-        ln2.backward(acts.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
-                     acts.dx1.pointer, rows: N, arena)
+        // MLP branch: out = x1 + mlp(ln2(x1))
+        mlp.backward(dout, acts.ln2Out.pointer, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
+        scratch.dx1.pointer.update(from: dout, count: N * C)
+        ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
+                     scratch.dx1.pointer, rows: N, arena)
         // Attention branch: x1 = x + drop(attn(ln1(x)))
-        Kernels.add(acts.dx1.pointer, into: dx, count: N * C)
-        var dAttn = UnsafePointer(acts.dx1.pointer)
+        dx.update(from: scratch.dx1.pointer, count: N * C)
+        var dAttn = UnsafePointer(scratch.dx1.pointer)
         if training && attnDrop.isActive {
-            for i in 0 ..< N * C { acts.dAttnOut[i] = acts.dx1[i] * acts.attnMask[i] }
-            dAttn = UnsafePointer(acts.dAttnOut.pointer)
+            for i in 0 ..< N * C { scratch.dAttnOut[i] = scratch.dx1[i] * acts.attnMask[i] }
+            dAttn = UnsafePointer(scratch.dAttnOut.pointer)
         }
-        acts.dLn.zero()
-        attn.backward(dAttn, acts.ln1Out.pointer, acts.dLn.pointer, acts.attn, batch: B, time: T, arena)
-        ln1.backward(acts.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx, rows: N, arena)
+        attn.backward(dAttn, acts.ln1Out.pointer, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
+        ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx, rows: N, arena)
     }
 }

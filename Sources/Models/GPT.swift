@@ -69,8 +69,10 @@ public final class GPT: LanguageModel {
         let residual: [FloatBuffer]      // L+1 buffers (N, C)
         let embMask: FloatBuffer
         let blocks: [TransformerBlock.Activations]
+        let scratch: TransformerBlock.Scratch
         let lnFOut, lnFMean, lnFRstd: FloatBuffer
-        let logits, probs, dlogits: FloatBuffer
+        let logits: FloatBuffer
+        let probs: FloatBuffer           // softmax, then (in place) ∂L/∂logits
         let dLnF: FloatBuffer
         let dResidual: [FloatBuffer]     // two (N, C), ping-pong
         var B = 0, T = 0, training = false, hasTargets = false
@@ -86,8 +88,9 @@ public final class GPT: LanguageModel {
                 TransformerBlock.Activations(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead,
                                              dropout: dropout)
             }
+            scratch = TransformerBlock.Scratch(batch: batch, time: config.blockSize, dim: C, dropout: dropout)
             lnFOut = FloatBuffer(count: N * C); lnFMean = FloatBuffer(count: N); lnFRstd = FloatBuffer(count: N)
-            logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V); dlogits = FloatBuffer(count: N * V)
+            logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V)
             dLnF = FloatBuffer(count: N * C)
             dResidual = [FloatBuffer(count: N * C), FloatBuffer(count: N * C)]
         }
@@ -144,18 +147,17 @@ public final class GPT: LanguageModel {
     public func backward(lossScale: Float) {
         precondition(acts.hasTargets, "backward needs a forward with targets")
         let B = acts.B, T = acts.T, N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
-        CrossEntropy.backward(probs: acts.probs.pointer, targets: acts.targets, dlogits: acts.dlogits.pointer,
+        let dlogits = acts.probs.pointer
+        CrossEntropy.backward(probs: acts.probs.pointer, targets: acts.targets, dlogits: dlogits,
                               rows: N, vocab: V, scale: lossScale)
-        acts.dLnF.zero()
-        head.backward(acts.dlogits.pointer, acts.lnFOut.pointer, acts.dLnF.pointer, rows: N, arena)
+        head.backward(dlogits, acts.lnFOut.pointer, acts.dLnF.pointer, rows: N, arena, accumulateInput: false)
         var d = acts.dResidual[0], dPrev = acts.dResidual[1]
         d.pointer.update(repeating: 0, count: N * C)
         lnF.backward(acts.dLnF.pointer, acts.residual[L].pointer, mean: acts.lnFMean.pointer, rstd: acts.lnFRstd.pointer,
                      d.pointer, rows: N, arena)
         for l in stride(from: L - 1, through: 0, by: -1) {
-            dPrev.pointer.update(repeating: 0, count: N * C)
-            blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], batch: B, time: T,
-                               training: acts.training, arena)
+            blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], acts.scratch,
+                               batch: B, time: T, training: acts.training, arena)
             swap(&d, &dPrev)
         }
         embDrop.backwardInPlace(d.pointer, mask: acts.embMask.pointer, count: N * C, training: acts.training)

@@ -2,25 +2,26 @@
 /// optimiser vectorises them (simple counted loops over unsafe pointers).
 public enum Kernels {
     /// y[i] += x[i]
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
         for i in 0 ..< n { y[i] += x[i] }
     }
 
     /// z[i] = x[i] + y[i]
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func sum(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
                            into z: UnsafeMutablePointer<Float>, count n: Int) {
         for i in 0 ..< n { z[i] = x[i] + y[i] }
     }
 
     /// x[i] *= a
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count n: Int) {
         for i in 0 ..< n { x[i] *= a }
     }
 
     /// Sum of squares, accumulated in Double in blocks (stable and vectorisable).
+    @inlinable
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Double {
         var total = 0.0
         var i = 0
@@ -43,7 +44,7 @@ public enum Kernels {
     }
 
     /// Bias add across rows: out[r, c] += bias[c].
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func addRowBias(_ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
                                   rows: Int, cols: Int) {
         for r in 0 ..< rows {
@@ -53,7 +54,7 @@ public enum Kernels {
     }
 
     /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func accumulateColumnSums(_ x: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,
                                             rows: Int, cols: Int) {
         for r in 0 ..< rows {

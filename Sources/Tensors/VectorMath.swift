@@ -5,49 +5,47 @@ public enum VectorMath {
 
     /// e^x (Cephes-style: range reduction by ln 2, degree-6 polynomial, exponent bits).
     /// Rounding to an integer uses the 1.5·2²³ trick, which keeps everything in SIMD lanes.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func exp(_ x: V) -> V {
         let lo = V(repeating: -87.3), hi = V(repeating: 88.37)
         var x = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
         let magic: Float = 12_582_912    // 1.5·2²³: adding it rounds to the nearest integer
-        let t = x * 1.44269504088896341 + magic
+        let t = V(repeating: magic).addingProduct(x, V(repeating: 1.44269504088896341))
         let n = t - magic
-        x = x - n * 0.693359375
-        x = x - n * -2.12194440e-4
+        x = x.addingProduct(n, V(repeating: -0.693359375))
+        x = x.addingProduct(n, V(repeating: 2.12194440e-4))
         let x2 = x * x
-        var y = V(repeating: 1.9875691500e-4)
-        y = y * x + 1.3981999507e-3
-        y = y * x + 8.3334519073e-3
-        y = y * x + 4.1665795894e-2
-        y = y * x + 1.6666665459e-1
-        y = y * x + 5.0000001201e-1
-        y = y * x2 + x + 1
+        var y = V(repeating: 1.3981999507e-3).addingProduct(V(repeating: 1.9875691500e-4), x)
+        y = V(repeating: 8.3334519073e-3).addingProduct(y, x)
+        y = V(repeating: 4.1665795894e-2).addingProduct(y, x)
+        y = V(repeating: 1.6666665459e-1).addingProduct(y, x)
+        y = V(repeating: 5.0000001201e-1).addingProduct(y, x)
+        y = (x + 1).addingProduct(y, x2)
         let k = unsafeBitCast(t, to: SIMD8<UInt32>.self) &- magic.bitPattern   // n as a two's-complement integer
         return y * unsafeBitCast((k &+ 127) &<< 23, to: V.self)
     }
 
     /// erf(x) via erfc's Chebyshev fit (fractional error < 1.2e-7): erf = 1 − t·e^(−x² + P(t)),
     /// t = 1/(1 + |x|/2), sign restored.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func erf(_ x: V) -> V {
         let z = x.replacing(with: -x, where: x .< 0)
         let t = V(repeating: 1) / (V(repeating: 1) + 0.5 * z)
-        var p = V(repeating: 0.17087277)
-        p = p * t - 0.82215223
-        p = p * t + 1.48851587
-        p = p * t - 1.13520398
-        p = p * t + 0.27886807
-        p = p * t - 0.18628806
-        p = p * t + 0.09678418
-        p = p * t + 0.37409196
-        p = p * t + 1.00002368
-        p = p * t - 1.26551223
+        var p = V(repeating: -0.82215223).addingProduct(V(repeating: 0.17087277), t)
+        p = V(repeating: 1.48851587).addingProduct(p, t)
+        p = V(repeating: -1.13520398).addingProduct(p, t)
+        p = V(repeating: 0.27886807).addingProduct(p, t)
+        p = V(repeating: -0.18628806).addingProduct(p, t)
+        p = V(repeating: 0.09678418).addingProduct(p, t)
+        p = V(repeating: 0.37409196).addingProduct(p, t)
+        p = V(repeating: 1.00002368).addingProduct(p, t)
+        p = V(repeating: -1.26551223).addingProduct(p, t)
         let r = V(repeating: 1) - t * exp(p - z * z)
         return r.replacing(with: -r, where: x .< 0)
     }
 
     /// Loads up to 8 elements (the rest padded with `pad`).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func load(_ p: UnsafePointer<Float>, _ n: Int, pad: Float = 0) -> V {
         if n >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
         var v = V(repeating: pad)
@@ -56,14 +54,14 @@ public enum VectorMath {
     }
 
     /// Stores the first `n` (≤ 8) lanes.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func store(_ v: V, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
         if n >= 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self); return }
         for i in 0 ..< n { p[i] = v[i] }
     }
 
     /// Largest of x[0..<n].
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var m = V(repeating: -.infinity)
         var i = 0
@@ -72,7 +70,7 @@ public enum VectorMath {
     }
 
     /// x[i] = e^(x[i] − shift) in place; returns Σ of the results.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
         var s = V.zero
         var i = 0
@@ -92,7 +90,7 @@ public enum VectorMath {
     }
 
     /// Softmax of x[0..<n] written to out (may alias x).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func softmax(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
         let mx = max(x, n)
         if UnsafePointer(out) != x { out.update(from: x, count: n) }

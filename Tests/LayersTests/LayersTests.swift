@@ -111,7 +111,7 @@ final class GELUTests: XCTestCase {
             let x = FloatBuffer(randomValues(40, seed: 3, std: 2))
             gradCheck("GELU \(kind)", arena: arena, input: x, outputCount: 40, eps: 1e-3,
                       forward: { kind.forward(x.pointer, $0, count: 40) },
-                      backward: { kind.backward(x.pointer, $0, $1, count: 40) })
+                      backward: { dy, dx in dx.update(from: dy, count: 40); kind.backwardInPlace(x.pointer, dx, count: 40) })
         }
     }
 }
@@ -157,20 +157,23 @@ final class DropoutTests: XCTestCase {
 }
 
 final class AttentionTests: XCTestCase {
-    func testCausalGradients() { check(causal: true) }
-    func testBidirectionalGradients() { check(causal: false) }
+    func testCausalGradients() { check(causal: true, T: 4) }
+    func testBidirectionalGradients() { check(causal: false, T: 4) }
+    /// Longer than one block of query rows, with a partial last block.
+    func testCausalGradientsAcrossRowBlocks() { check(causal: true, T: SelfAttention.rowBlock + 5) }
 
-    func check(causal: Bool) {
-        let B = 2, T = 4, C = 6
+    func check(causal: Bool, T: Int) {
+        let B = 2, C = 6
         var layout = ParameterLayout()
         let attn = SelfAttention(&layout, name: "attn", dim: C, nHead: 2, causal: causal)
         XCTAssertEqual(layout.entries.map(\.name), ["attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias"])
         let arena = randomArena(layout, seed: 1, std: 0.4)
         let acts = SelfAttention.Activations(batch: B, time: T, dim: C, nHead: 2)
+        let scratch = SelfAttention.Scratch(batch: B, time: T, dim: C)
         let x = FloatBuffer(randomValues(B * T * C, seed: 2))
-        gradCheck("SelfAttention(causal: \(causal))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
+        gradCheck("SelfAttention(causal: \(causal), T: \(T))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
                   forward: { attn.forward(x.pointer, $0, acts, batch: B, time: T, arena) },
-                  backward: { attn.backward($0, x.pointer, $1, acts, batch: B, time: T, arena) })
+                  backward: { attn.backward($0, x.pointer, $1, acts, scratch, batch: B, time: T, arena) })
     }
 
     func testCausalOutputIgnoresTheFuture() {
@@ -198,10 +201,11 @@ final class FeedForwardTests: XCTestCase {
             XCTAssertEqual(layout.entries.map(\.shape), [[16, 4], [16], [4, 16], [4]], "d_ff = 4·d_model")
             let arena = randomArena(layout, seed: 1)
             let acts = FeedForward.Activations(rows: B * T, dim: C, hidden: 16, dropout: p > 0)
+            let scratch = FeedForward.Scratch(rows: B * T, dim: C, hidden: 16, dropout: p > 0)
             let x = FloatBuffer(randomValues(B * T * C, seed: 2))
             gradCheck("FeedForward(p: \(p))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
                       forward: { ff.forward(x.pointer, $0, acts, batch: B, time: T, firstSample: 3, seed: 1, training: true, arena) },
-                      backward: { ff.backward($0, x.pointer, $1, acts, rows: B * T, training: true, arena) })
+                      backward: { ff.backward($0, x.pointer, $1, acts, scratch, rows: B * T, training: true, arena) })
         }
     }
 }
@@ -214,10 +218,11 @@ final class TransformerBlockTests: XCTestCase {
             let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 2, causal: true, gelu: .erf, dropout: p, site: 20)
             let arena = randomArena(layout, seed: 1)
             let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0)
+            let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, dropout: p > 0)
             let x = FloatBuffer(randomValues(B * T * C, seed: 2))
             gradCheck("TransformerBlock(p: \(p))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
                       forward: { block.forward(x.pointer, $0, acts, batch: B, time: T, firstSample: 0, seed: 3, training: true, arena) },
-                      backward: { block.backward($0, x.pointer, $1, acts, batch: B, time: T, training: true, arena) })
+                      backward: { block.backward($0, x.pointer, $1, acts, scratch, batch: B, time: T, training: true, arena) })
         }
     }
 }
