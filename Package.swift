@@ -25,8 +25,9 @@ let package = Package(
             providers: [.apt(["libopenmpi-dev"])]
         ),
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
-        .target(name: "Tensors", dependencies: ["COpenBLAS"], swiftSettings: vectorISA),
-        .target(name: "Layers", dependencies: ["Tensors"], swiftSettings: vectorISA),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-ffp-contract=fast"])]),
+        .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: vectorISA),
+        .target(name: "Layers", dependencies: ["Tensors", "CKernels"], swiftSettings: vectorISA),
         .target(name: "Models", dependencies: ["Tensors", "Layers"], swiftSettings: vectorISA),
         .target(name: "Optim", dependencies: ["Tensors"], swiftSettings: vectorISA),
         .target(
@@ -43,7 +44,7 @@ let package = Package(
             ]
         ),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "TestSupport"]),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Training", "Optim", "TestSupport"],
                     resources: [.copy("Fixtures")]),

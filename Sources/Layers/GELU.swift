@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 #if canImport(Glibc)
 import Glibc
@@ -9,37 +10,13 @@ public enum GELU: String, Codable, Sendable {
     case erf
     case tanh
 
-    typealias V = VectorMath.V
-    private static let invSqrt2: Float = 0.70710678118654752
-    private static let invSqrt2Pi: Float = 0.39894228040143268
     private static let sqrt2OverPi: Float = 0.79788456080286536
-
-    @inline(__always) private static func erfForward(_ v: V) -> V {
-        0.5 * v * (1 + VectorMath.erf(v * invSqrt2))
-    }
-
-    /// gelu'(v) for the erf form: Φ(v) + v·φ(v).
-    @inline(__always) private static func erfDerivative(_ v: V) -> V {
-        let cdf = 0.5 * (1 + VectorMath.erf(v * invSqrt2))
-        return cdf.addingProduct(v, invSqrt2Pi * VectorMath.exp(-0.5 * v * v))
-    }
 
     /// out[i] = gelu(x[i]).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .erf:
-            var i = 0
-            while i + 16 <= n {    // two independent vectors per iteration hide the polynomial's latency
-                let a = VectorMath.load(x + i, 8), b = VectorMath.load(x + i + 8, 8)
-                VectorMath.store(Self.erfForward(a), out + i, 8)
-                VectorMath.store(Self.erfForward(b), out + i + 8, 8)
-                i += 16
-            }
-            while i < n {
-                let m = min(8, n - i)
-                VectorMath.store(Self.erfForward(VectorMath.load(x + i, m)), out + i, m)
-                i += 8
-            }
+            lk_gelu_erf_forward(x, out, Int64(n))
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]
@@ -53,18 +30,7 @@ public enum GELU: String, Codable, Sendable {
     public func backwardInPlace(_ x: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .erf:
-            var i = 0
-            while i + 16 <= n {
-                let a = VectorMath.load(x + i, 8), b = VectorMath.load(x + i + 8, 8)
-                VectorMath.store(Self.erfDerivative(a) * VectorMath.load(d + i, 8), d + i, 8)
-                VectorMath.store(Self.erfDerivative(b) * VectorMath.load(d + i + 8, 8), d + i + 8, 8)
-                i += 16
-            }
-            while i < n {
-                let m = min(8, n - i)
-                VectorMath.store(Self.erfDerivative(VectorMath.load(x + i, m)) * VectorMath.load(d + i, m), d + i, m)
-                i += 8
-            }
+            lk_gelu_erf_backward_inplace(x, d, Int64(n))
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import TestSupport
 import XCTest
@@ -141,6 +142,21 @@ final class VectorMathTests: XCTestCase {
             let e = x.map { Foundation.exp(Double($0 - m)) }
             let s = e.reduce(0, +)
             assertClose(out.array, e.map { Float($0 / s) }, relative: 1e-6, "softmax n=\(n)")
+        }
+    }
+}
+
+final class CKernelsTests: XCTestCase {
+    func testGELUKernelsMatchTheDefinition() {
+        let x = randomValues(1003, seed: 5, std: 3)
+        var out = [Float](repeating: 0, count: x.count), d = [Float](repeating: 1, count: x.count)
+        lk_gelu_erf_forward(x, &out, Int64(x.count))
+        lk_gelu_erf_backward_inplace(x, &d, Int64(x.count))
+        for i in x.indices {
+            let v = Double(x[i])
+            let cdf = 0.5 * (1 + Foundation.erf(v / 2.0.squareRoot()))
+            XCTAssertEqual(Double(out[i]), v * cdf, accuracy: 2e-6 * max(1, abs(v)))
+            XCTAssertEqual(Double(d[i]), cdf + v * Foundation.exp(-0.5 * v * v) / (2 * Double.pi).squareRoot(), accuracy: 2e-6)
         }
     }
 }
