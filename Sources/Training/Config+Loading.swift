@@ -121,6 +121,7 @@ extension Config {
         guard t.keepCheckpoints >= 1 else { throw fail("training.keep_checkpoints", "must be at least 1") }
         guard !t.outputDir.isEmpty else { throw fail("training.output_dir", "must not be empty") }
         if let n = t.blasThreads, n <= 0 { throw fail("training.blas_threads", "must be positive") }
+        if let b = t.wallBudgetS, !(b > 0) { throw fail("training.wall_budget_s", "must be positive (leave it out for no budget)") }
         guard t.allreduceBucketMB > 0 && t.allreduceBucketMB <= 1024 else {
             throw fail("training.allreduce_bucket_mb", "must be in (0, 1024]")
         }

@@ -194,6 +194,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var blasThreads: Int?
     /// Size of each gradient all-reduce bucket across ranks, in MiB.
     public var allreduceBucketMB = 1.0
+    /// Wall-clock budget in seconds: once any rank passes it, the next step is the last (with
+    /// its evaluation), as the time-to-loss protocol stops. nil: no budget.
+    public var wallBudgetS: Double?
 
     public init() {}
 
@@ -201,7 +204,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case steps, seed, evalInterval = "eval_interval", evalWindows = "eval_windows", logInterval = "log_interval"
         case checkpointInterval = "checkpoint_interval", keepCheckpoints = "keep_checkpoints"
         case outputDir = "output_dir", blasThreads = "blas_threads"
-        case allreduceBucketMB = "allreduce_bucket_mb"
+        case allreduceBucketMB = "allreduce_bucket_mb", wallBudgetS = "wall_budget_s"
     }
 
     public init(from decoder: Decoder) throws {
@@ -217,5 +220,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         outputDir = try c.decodeIfPresent(String.self, forKey: .outputDir) ?? outputDir
         blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads)
         allreduceBucketMB = try c.decodeIfPresent(Double.self, forKey: .allreduceBucketMB) ?? allreduceBucketMB
+        wallBudgetS = try c.decodeIfPresent(Double.self, forKey: .wallBudgetS)
     }
 }

@@ -14,6 +14,7 @@ extension Config {
         c.training.outputDir = "-"
         c.training.blasThreads = nil
         c.training.allreduceBucketMB = 1
+        c.training.wallBudgetS = nil
         c.batch.microBatch = c.batch.globalBatch
         return c
     }

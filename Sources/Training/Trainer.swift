@@ -59,6 +59,7 @@ public final class Trainer {
     private let inputs: UnsafeMutablePointer<Int32>
     private let targets: UnsafeMutablePointer<Int32>
     private let reduceScratch: UnsafeMutablePointer<Double>
+    private let stopFlags: UnsafeMutablePointer<Int64>
 
     /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
     /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
@@ -86,9 +87,10 @@ public final class Trainer {
         inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
         reduceScratch = .allocate(capacity: 4); reduceScratch.initialize(repeating: 0, count: 4)
+        stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
     }
 
-    deinit { inputs.deallocate(); targets.deallocate(); reduceScratch.deallocate() }
+    deinit { inputs.deallocate(); targets.deallocate(); reduceScratch.deallocate(); stopFlags.deallocate() }
 
     /// One optimizer step on global batch `step`.
     @discardableResult
@@ -187,12 +189,15 @@ public final class Trainer {
 
         let start = monotonicSeconds()
         var steadyTime = 0.0, steadySteps = 0
-        var stopped = false
-        for it in startStep ... t.steps {
-            let last = it == t.steps
+        var lastStep = max(t.steps, startStep)   // moves earlier when the wall budget runs out
+        var evals: [(step: Int, loss: Double, wall: Double)] = []
+        var it = startStep
+        while true {
+            let last = it >= lastStep
             if ((t.evalInterval > 0 && it % t.evalInterval == 0) || last) && restoredEvalStep != it {
                 let e = evaluate()
                 let wall = monotonicSeconds() - start
+                evals.append((it, e.loss, wall))
                 console.line(String(format: "step %5d | val loss %.4f | val ppl %.2f | %@", it, e.loss, e.perplexity, formatDuration(wall)))
                 metrics.write([("type", "eval"), ("step", it), ("val_loss", e.loss), ("val_ppl", e.perplexity), ("wall_s", wall)])
             }
@@ -203,33 +208,42 @@ public final class Trainer {
             let wall = monotonicSeconds() - start
             metrics.write([("type", "train"), ("step", it), ("train_loss", s.loss), ("lr", s.lr), ("grad_norm", s.gradNorm),
                            ("tokens_per_s", tps), ("wall_s", wall)])
-            if it % t.logInterval == 0 || it == t.steps - 1 {
+            if it % t.logInterval == 0 || it == lastStep - 1 {
                 console.line(String(format: "step %5d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s", it, s.loss, s.lr, s.gradNorm, tps))
             }
             console.progress(step: it + 1, of: t.steps, elapsed: wall, extra: String(format: "loss %.4f", s.loss))
-            stopped = stopRequestedByAnyRank()
-            if stopped || (t.checkpointInterval > 0 && (it + 1) % t.checkpointInterval == 0 && it + 1 < t.steps) {
-                let path = try checkpoint(step: it + 1, metrics: metrics.lines, root: checkpoints)
-                if stopped {
-                    console.line("stopped by signal after step \(it + 1): checkpoint \(path); continue with `train --resume`")
+            let (signal, overBudget) = stopRequestedByAnyRank(overBudget: t.wallBudgetS.map { wall >= $0 } ?? false)
+            it += 1
+            if overBudget && it < lastStep {
+                lastStep = it
+                console.line("wall budget of \(formatDuration(t.wallBudgetS!)) reached: step \(it) is the last")
+            }
+            if signal || (t.checkpointInterval > 0 && it % t.checkpointInterval == 0 && it < lastStep) {
+                let path = try checkpoint(step: it, metrics: metrics.lines, root: checkpoints)
+                if signal {
+                    console.line("stopped by signal after step \(it): checkpoint \(path); continue with `train --resume`")
                     return
                 }
             }
         }
-        try checkpoint(step: t.steps, metrics: metrics.lines, root: checkpoints)
+        try checkpoint(step: lastStep, metrics: metrics.lines, root: checkpoints)
         let weightsPath = "\(outDir)/model.safetensors"
-        if isRoot { try Weights.save(model.arena, config: config, step: t.steps, path: weightsPath) }
+        if isRoot { try Weights.save(model.arena, config: config, step: lastStep, path: weightsPath) }
         if comm.size > 1 {
             let digest = verifyReplicas()
             console.line("replicas: \(comm.size) ranks hold identical parameters (sha256 \(SHA256.hex(digest)))")
         }
         comm.barrier()
         let wall = monotonicSeconds() - start
+        let reached = [2.0, 1.9, 1.8, 1.7, 1.6, 1.5].compactMap { level in
+            evals.first { $0.loss <= level }.map { String(format: "≤%.1f: %@ (step %d)", level, formatDuration($0.wall), $0.step) }
+        }
+        if !reached.isEmpty { console.line("time to val loss " + reached.joined(separator: ", ")) }
         if steadySteps > 0 {
-            console.line(String(format: "done: %d steps in %@, steady %.0f tok/s; weights in %@", t.steps, formatDuration(wall),
+            console.line(String(format: "done: %d steps in %@, steady %.0f tok/s; weights in %@", lastStep, formatDuration(wall),
                                 Double(steadySteps * G * T) / steadyTime, weightsPath))
         } else {
-            console.line("done: \(t.steps) steps in \(formatDuration(wall)); weights in \(weightsPath)")
+            console.line("done: \(lastStep) steps in \(formatDuration(wall)); weights in \(weightsPath)")
         }
     }
 
@@ -242,10 +256,12 @@ public final class Trainer {
         return path
     }
 
-    /// Whether SIGTERM/SIGINT reached any rank (agreed on by all, so they stop at the same step).
-    func stopRequestedByAnyRank() -> Bool {
-        var flag: Int64 = StopSignal.requested ? 1 : 0
-        if comm.size > 1 { comm.allReduceSum(&flag, count: 1) }
-        return flag > 0
+    /// Whether SIGTERM/SIGINT reached any rank, and whether any rank is past the wall budget
+    /// (agreed on by all, so they stop at the same step).
+    func stopRequestedByAnyRank(overBudget: Bool) -> (signal: Bool, overBudget: Bool) {
+        stopFlags[0] = StopSignal.requested ? 1 : 0
+        stopFlags[1] = overBudget ? 1 : 0
+        if comm.size > 1 { comm.allReduceSum(stopFlags, count: 2) }
+        return (stopFlags[0] > 0, stopFlags[1] > 0)
     }
 }

@@ -62,6 +62,23 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(a.filter { $0.contains("\"train\"") }.count, 9)
     }
 
+    func testTheWallBudgetEndsTheRunWithAnEvaluationAndACheckpoint() throws {
+        var c = config(steps: 100_000, interval: 0)
+        c.training.wallBudgetS = 0.3
+        let t = try trainer(c)
+        try t.run(console: silent)
+        let lines = try trainLosses("run")
+        let lastEval = try XCTUnwrap(lines.last)
+        XCTAssert(lastEval.hasPrefix("{\"type\":\"eval\""), lastEval)
+        let trained = lines.filter { $0.contains("\"train\"") }.count
+        XCTAssertGreaterThan(trained, 0)
+        XCTAssertLessThan(trained, 100_000)
+        XCTAssert(lastEval.contains("\"step\":\(trained),"), "the final evaluation is after the last step: \(lastEval)")
+        XCTAssertEqual(t.optimizer.step, trained)
+        let root = dir.appendingPathComponent("run/checkpoints").path
+        XCTAssertEqual(try String(contentsOfFile: "\(root)/latest", encoding: .utf8), Checkpoint.directoryName(step: trained) + "\n")
+    }
+
     func testKeepsTheNewestKAndMovesTheLatestPointer() throws {
         let t = try trainer(config(steps: 7, interval: 2))
         try t.run(console: silent)
