@@ -60,6 +60,8 @@ public final class Trainer {
     private let targets: UnsafeMutablePointer<Int32>
     private let reduceScratch: UnsafeMutablePointer<Double>
     private let stopFlags: UnsafeMutablePointer<Int64>
+    /// Reductions in flight (capacity reserved once: no allocation in the step).
+    private var pending: [PendingReduction] = []
 
     /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
     /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
@@ -88,6 +90,7 @@ public final class Trainer {
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
         reduceScratch = .allocate(capacity: 4); reduceScratch.initialize(repeating: 0, count: 4)
         stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
+        pending.reserveCapacity(64)
     }
 
     deinit { inputs.deallocate(); targets.deallocate(); reduceScratch.deallocate(); stopFlags.deallocate() }
@@ -131,7 +134,8 @@ public final class Trainer {
     }
 
     /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single
-    /// all-reduces fall off a cliff in MPI; buckets also let communication overlap compute).
+    /// all-reduces fall off a cliff in MPI). The buckets are started without waiting, so MPI
+    /// pipelines them, and completed together (at most `inFlight` at once).
     func allReduceGradients() {
         guard comm.size > 1 else { return }
         let arena = model.arena
@@ -139,9 +143,12 @@ public final class Trainer {
         var start = 0
         while start < arena.count {
             let n = min(bucket, arena.count - start)
-            comm.allReduceSum(arena.gradients.pointer + start, count: n)
+            if pending.count == pending.capacity { pending.forEach(comm.wait); pending.removeAll(keepingCapacity: true) }
+            pending.append(comm.startAllReduceSum(arena.gradients.pointer + start, count: n))
             start += n
         }
+        pending.forEach(comm.wait)
+        pending.removeAll(keepingCapacity: true)
     }
 
     /// Validation loss over the fixed windows, split across ranks by micro-batch and reduced.

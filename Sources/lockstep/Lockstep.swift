@@ -146,9 +146,7 @@ struct Sample: ParsableCommand {
             if let bad = promptTokens.first(where: { Int($0) >= cfg.model.vocabSize }) {
                 throw ConfigError("prompt token \(bad) is outside the model's vocabulary of \(cfg.model.vocabSize)")
             }
-            var emitted: [UInt8] = Array(prompt.utf8)
-            FileHandle.standardOutput.write(Data(emitted))
-            emitted.removeAll()
+            FileHandle.standardOutput.write(Data(prompt.utf8))
             generator.generate(prompt: promptTokens, count: tokens) { token in
                 FileHandle.standardOutput.write(Data([UInt8(clamping: token)]))
             }
