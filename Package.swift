@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Layers", "Training", "Optim", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Training", "Models"]),
     ]

@@ -108,15 +108,16 @@ public enum Checkpoint {
         return final
     }
 
-    static func encodeOptimizer(_ opt: AdamW, layout: ParameterLayout) -> Data {
+    static func encodeOptimizer(_ opt: Optimizer, layout: ParameterLayout) -> Data {
         var tensors: [(name: String, tensor: SafeTensor)] = []
-        for (prefix, buffer) in [("exp_avg", opt.m), ("exp_avg_sq", opt.v)] {
+        for (prefix, buffer) in opt.state {
             for e in layout.entries {
                 tensors.append(("\(prefix).\(e.name)", SafeTensor(shape: e.shape,
                     floats: Array(UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count)))))
             }
         }
-        return SafeTensors.encode(tensors, metadata: ["format": "lockstep-optimizer", "kind": "adamw", "step": "\(opt.step)"])
+        return SafeTensors.encode(tensors, metadata: ["format": "lockstep-optimizer", "kind": opt.kind,
+                                                      "state": opt.state.map(\.name).joined(separator: ","), "step": "\(opt.step)"])
     }
 
     /// Removes all but the newest `keep` checkpoints (never the one just written).
@@ -130,7 +131,7 @@ public enum Checkpoint {
     // MARK: - Reading
 
     /// Reads and verifies a checkpoint directory: state self-checksum, file checksums, safetensors
-    /// structure, and that it fits `layout` (the same model).
+    /// structure, and that it fits `layout` (the same model) and its own optimizer's state.
     public static func read(_ path: String, layout: ParameterLayout) throws -> LoadedCheckpoint {
         let fm = FileManager.default
         var isDir: ObjCBool = false
@@ -167,9 +168,18 @@ public enum Checkpoint {
             guard t.shape == e.shape else {
                 throw CheckpointError("\(path)/\(modelFile): tensor '\(e.name)' has shape \(t.shape), this model needs \(e.shape) (a different model)")
             }
-            for prefix in ["exp_avg", "exp_avg_sq"] where optimizer["\(prefix).\(e.name)"]?.shape != e.shape {
-                throw CheckpointError("\(path)/\(optimizerFile): moment '\(prefix).\(e.name)' is missing or misshapen")
+        }
+        let stateNames = state.config.optimizer.makeOptimizer(ParameterLayout()).state.map(\.name)
+        guard optMeta["kind"] == state.config.optimizer.kind else {
+            throw CheckpointError("\(path)/\(optimizerFile): holds \(optMeta["kind"] ?? "no") optimizer state, the config says \(state.config.optimizer.kind)")
+        }
+        for e in layout.entries {
+            for prefix in stateNames where optimizer["\(prefix).\(e.name)"]?.shape != e.shape {
+                throw CheckpointError("\(path)/\(optimizerFile): state '\(prefix).\(e.name)' is missing or misshapen")
             }
+        }
+        guard optimizer.count == stateNames.count * layout.entries.count else {
+            throw CheckpointError("\(path)/\(optimizerFile): holds \(optimizer.count) tensors, expected \(stateNames.count * layout.entries.count)")
         }
         guard model.count == layout.entries.count else {
             throw CheckpointError("\(path)/\(modelFile): holds \(model.count) tensors, this model has \(layout.entries.count) (a different model)")

@@ -95,7 +95,11 @@ extension Config {
             throw fail("batch.global_batch", "(\(batch.globalBatch)) must be a multiple of batch.micro_batch (\(batch.microBatch))")
         }
         let o = optimizer
-        guard o.kind == "adamw" else { throw fail("optimizer.kind", "is '\(o.kind)'; allowed: adamw") }
+        guard OptimizerConfig.kinds.contains(o.kind) else {
+            throw fail("optimizer.kind", "is '\(o.kind)'; allowed: \(OptimizerConfig.kinds.joined(separator: ", "))")
+        }
+        guard o.momentum >= 0 && o.momentum < 1 else { throw fail("optimizer.momentum", "must be in [0, 1)") }
+        if o.kind == "sgd" && o.nesterov && o.momentum == 0 { throw fail("optimizer.nesterov", "needs optimizer.momentum > 0") }
         guard o.lr > 0 && o.lr.isFinite else { throw fail("optimizer.lr", "must be a positive number") }
         guard o.betas.count == 2, o.betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
             throw fail("optimizer.betas", "must be two numbers in [0, 1)")
@@ -108,7 +112,7 @@ extension Config {
             throw fail("schedule.kind", "is '\(s.kind)'; allowed: \(ScheduleConfig.kinds.joined(separator: ", "))")
         }
         guard s.warmup >= 0 else { throw fail("schedule.warmup", "must be non-negative") }
-        if s.kind == "warmup-cosine" {
+        if s.kind == "warmup-cosine" || s.kind == "linear" {
             guard s.decaySteps >= s.warmup else { throw fail("schedule.decay_steps", "must be at least schedule.warmup") }
             guard s.minLR >= 0 && s.minLR <= o.lr else { throw fail("schedule.min_lr", "must be in [0, optimizer.lr]") }
         }

@@ -2,6 +2,7 @@ import Foundation
 import Layers
 import Models
 import Optim
+import Tensors
 
 /// A run's configuration, read from JSON. Unknown keys, wrong types and impossible values are
 /// refused with one line naming the field.
@@ -111,13 +112,18 @@ public struct BatchConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// The optimizer and its hyper-parameters.
+/// The optimizer and its hyper-parameters: `adamw` (decoupled weight decay), `adam` (weight decay
+/// as L2 on the gradient), `sgd` (with `momentum`, optionally `nesterov`; L2 weight decay).
 public struct OptimizerConfig: Codable, Sendable, Equatable {
     public var kind = "adamw"
     public var lr = 1e-3
     public var betas: [Double] = [0.9, 0.99]
     public var eps = 1e-8
     public var weightDecay = 0.1
+    /// SGD only.
+    public var momentum = 0.9
+    /// SGD only: Nesterov momentum.
+    public var nesterov = false
     /// Which tensors weight decay applies to: `matrices` (≥ 2-D, the default) or `all`.
     public var decay = WeightDecayPolicy.matrices
     /// Global gradient-norm clipping threshold; 0 disables it.
@@ -126,8 +132,10 @@ public struct OptimizerConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case kind, lr, betas, eps, weightDecay = "weight_decay", decay, clip
+        case kind, lr, betas, eps, weightDecay = "weight_decay", decay, clip, momentum, nesterov
     }
+
+    public static let kinds = ["sgd", "adam", "adamw"]
 
     public init(from decoder: Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -139,15 +147,31 @@ public struct OptimizerConfig: Codable, Sendable, Equatable {
         weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? weightDecay
         decay = try c.decodeIfPresent(WeightDecayPolicy.self, forKey: .decay) ?? decay
         clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? clip
+        momentum = try c.decodeIfPresent(Double.self, forKey: .momentum) ?? momentum
+        nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
+    }
+
+    /// The optimizer this config names, over `layout`.
+    public func makeOptimizer(_ layout: ParameterLayout) -> Optimizer {
+        switch kind {
+        case "sgd":
+            return SGD(layout: layout, momentum: Float(momentum), nesterov: nesterov, weightDecay: Float(weightDecay), decayPolicy: decay)
+        case "adam":
+            return Adam(layout: layout, beta1: Float(betas[0]), beta2: Float(betas[1]), eps: Float(eps),
+                        weightDecay: Float(weightDecay), decayPolicy: decay)
+        default:
+            return AdamW(layout: layout, beta1: Float(betas[0]), beta2: Float(betas[1]), eps: Float(eps),
+                         weightDecay: Float(weightDecay), decayPolicy: decay)
+        }
     }
 }
 
 /// The learning-rate schedule; its peak is `optimizer.lr`.
 public struct ScheduleConfig: Codable, Sendable, Equatable {
-    /// `constant`, `warmup` or `warmup-cosine`.
+    /// `constant`, `warmup`, `warmup-cosine`, `inverse-sqrt` or `linear`.
     public var kind = "warmup-cosine"
     public var warmup = 100
-    /// Step at which the cosine reaches `min_lr`.
+    /// Step at which the cosine or the line reaches `min_lr`.
     public var decaySteps = 3000
     public var minLR = 1e-4
 
@@ -166,12 +190,15 @@ public struct ScheduleConfig: Codable, Sendable, Equatable {
         minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? minLR
     }
 
-    public static let kinds = ["constant", "warmup", "warmup-cosine"]
+    public static let kinds = ["constant", "warmup", "warmup-cosine", "inverse-sqrt", "linear"]
 
+    /// The schedule with base rate `lr` (the peak, except for inverse-sqrt: see `LRSchedule`).
     public func schedule(peak lr: Double) -> LRSchedule {
         switch kind {
         case "constant": return .constant(lr: lr)
         case "warmup": return .warmup(lr: lr, warmup: warmup)
+        case "inverse-sqrt": return .inverseSqrt(lr: lr, warmup: warmup)
+        case "linear": return .linear(lr: lr, warmup: warmup, decaySteps: decaySteps, minLR: minLR)
         default: return .warmupCosine(lr: lr, warmup: warmup, decaySteps: decaySteps, minLR: minLR)
         }
     }

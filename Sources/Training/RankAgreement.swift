@@ -63,13 +63,12 @@ extension Trainer {
         return SHA256.hash(UnsafeRawBufferPointer(start: arena.parameters.pointer, count: arena.count * MemoryLayout<Float>.stride))
     }
 
-    /// SHA-256 of this replica's parameters, optimizer moments and step.
+    /// SHA-256 of this replica's parameters, optimizer state and step.
     func stateDigest() -> [UInt8] {
         let bytes = model.arena.count * MemoryLayout<Float>.stride
         var s = SHA256()
         s.update(UnsafeRawBufferPointer(start: model.arena.parameters.pointer, count: bytes))
-        s.update(UnsafeRawBufferPointer(start: optimizer.m.pointer, count: bytes))
-        s.update(UnsafeRawBufferPointer(start: optimizer.v.pointer, count: bytes))
+        for (_, buffer) in optimizer.state { s.update(UnsafeRawBufferPointer(start: buffer.pointer, count: bytes)) }
         withUnsafeBytes(of: Int64(optimizer.step)) { s.update($0) }
         return s.finalize()
     }

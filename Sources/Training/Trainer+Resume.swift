@@ -71,7 +71,7 @@ extension Trainer {
         }
         try Weights.assign(ckpt.model, source: "\(ckpt.path)/model.safetensors", into: model.arena)
         for e in model.arena.layout.entries {
-            for (prefix, buffer) in [("exp_avg", optimizer.m), ("exp_avg_sq", optimizer.v)] {
+            for (prefix, buffer) in optimizer.state {
                 let values = ckpt.optimizer["\(prefix).\(e.name)"]!.floats
                 values.withUnsafeBufferPointer { (buffer.pointer + e.offset).update(from: $0.baseAddress!, count: e.count) }
             }
@@ -86,8 +86,7 @@ extension Trainer {
     func broadcastTrainingState() {
         let bytes = model.arena.count * MemoryLayout<Float>.stride
         comm.broadcast(model.arena.parameters.pointer, count: bytes, root: 0)
-        comm.broadcast(optimizer.m.pointer, count: bytes, root: 0)
-        comm.broadcast(optimizer.v.pointer, count: bytes, root: 0)
+        for (_, buffer) in optimizer.state { comm.broadcast(buffer.pointer, count: bytes, root: 0) }
         var header: [Int64] = [Int64(startStep), Int64(optimizer.step), Int64(restoredEvalStep ?? -1)]
         header.withUnsafeMutableBytes { comm.broadcast($0.baseAddress!, count: $0.count, root: 0) }
         startStep = Int(header[0])

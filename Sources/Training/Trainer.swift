@@ -36,13 +36,13 @@ public struct EvalResult: Sendable {
 
 /// Runs the step of DESIGN invariant 7 on this rank's slice of every global batch:
 /// zero grads → micro-batches → all-reduce grads and token count → divide → global norm →
-/// clip factor → AdamW with lr(step).
+/// clip factor → optimizer step with lr(step).
 public final class Trainer {
     public let config: Config
     public let comm: Communicator
     public let data: Dataset
     public let model: LanguageModel
-    public let optimizer: AdamW
+    public let optimizer: Optimizer
     public let schedule: LRSchedule
     public let sampler: WindowSampler
     /// Micro-steps per optimizer step on each rank.
@@ -79,10 +79,8 @@ public final class Trainer {
         model.initialize(seed: config.training.seed)
         // Rank 0 reads given weights; `synchronizeReplicas` copies them to the other ranks.
         if let initFrom, comm.rank == 0 { try Weights.load(path: initFrom, into: model.arena) }
-        let o = config.optimizer
-        optimizer = AdamW(layout: model.arena.layout, beta1: Float(o.betas[0]), beta2: Float(o.betas[1]),
-                          eps: Float(o.eps), weightDecay: Float(o.weightDecay), decayPolicy: o.decay)
-        schedule = config.schedule.schedule(peak: o.lr)
+        optimizer = config.optimizer.makeOptimizer(model.arena.layout)
+        schedule = config.schedule.schedule(peak: config.optimizer.lr)
         sampler = WindowSampler(trainCount: data.trainCount, blockSize: config.model.blockSize,
                                 seed: config.training.seed, shuffle: config.data.shuffle)
         let n = b * config.model.blockSize

@@ -188,7 +188,9 @@ struct Inspect: ParsableCommand {
                 print(zip(row, widths).enumerated().map { i, p in i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
                     : String(repeating: " ", count: p.1 - p.0.count) + p.0 }.joined(separator: "  "))
             }
-            print("total \(model.arena.count.formatted()) parameters; optimizer moments exp_avg and exp_avg_sq for each")
+            let stateNames = state.config.optimizer.makeOptimizer(model.arena.layout).state.map(\.name)
+            print("total \(model.arena.count.formatted()) parameters; \(state.config.optimizer.kind) state "
+                  + (stateNames.isEmpty ? "none" : stateNames.joined(separator: " and ") + " for each"))
         }
     }
 }

@@ -84,3 +84,85 @@ final class AdamWTests: XCTestCase {
         XCTAssertEqual(arena.parameters[0], 0.95, accuracy: 1e-7)
     }
 }
+
+final class MoreSchedulesTests: XCTestCase {
+    func testInverseSquareRoot() {
+        let s = LRSchedule.inverseSqrt(lr: 1.0, warmup: 4)
+        XCTAssertEqual(s.lr(at: 0), 0)
+        XCTAssertEqual(s.lr(at: 2), 2 * pow(4, -1.5), accuracy: 1e-12, "warming up linearly")
+        XCTAssertEqual(s.lr(at: 4), 0.5, accuracy: 1e-12, "peak lr/√warmup at step warmup")
+        XCTAssertEqual(s.lr(at: 16), 0.25, accuracy: 1e-12, "then step^−½")
+    }
+
+    func testLinearDecay() {
+        let s = LRSchedule.linear(lr: 0.1, warmup: 2, decaySteps: 8, minLR: 0.01)
+        XCTAssertEqual(s.lr(at: 1), 0.05, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(at: 2), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(at: 5), 0.055, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(at: 8), 0.01, accuracy: 1e-12)
+        XCTAssertEqual(s.lr(at: 100), 0.01)
+    }
+}
+
+final class SGDAndAdamTests: XCTestCase {
+    func arena(_ values: [Float]) -> ParameterArena {
+        var layout = ParameterLayout()
+        layout.add("w", [2, 2])
+        layout.add("b", [values.count - 4])
+        let a = ParameterArena(layout: layout)
+        for i in values.indices { a.parameters[i] = values[i] }
+        return a
+    }
+
+    func testSGDWithMomentumAndNesterovMatchTheReference() {
+        for nesterov in [false, true] {
+            let p0: [Float] = [0.5, -1, 2, 0.25, 1, -0.5]
+            let a = arena(p0)
+            let opt = SGD(layout: a.layout, momentum: 0.9, nesterov: nesterov, weightDecay: 0.01)
+            let grads = (0 ..< 4).map { randomValues(6, seed: UInt64(20 + $0)) }
+            var p = p0.map(Double.init), buf = [Double](repeating: 0, count: 6)
+            for (k, g) in grads.enumerated() {
+                for i in 0 ..< 6 { a.gradients[i] = g[i] }
+                let lr = 0.1 / Double(k + 1)
+                opt.update(a, lr: lr, gradScale: 1)
+                for i in 0 ..< 6 {
+                    let d = Double(g[i]) + (i < 4 ? 0.01 : 0) * p[i]
+                    buf[i] = 0.9 * buf[i] + d
+                    p[i] -= lr * (nesterov ? d + 0.9 * buf[i] : buf[i])
+                }
+            }
+            for i in 0 ..< 6 { XCTAssertEqual(Double(a.parameters[i]), p[i], accuracy: 1e-5, "nesterov \(nesterov), element \(i)") }
+            XCTAssertEqual(opt.state.map(\.name), ["momentum_buffer"])
+        }
+    }
+
+    func testPlainSGDHasNoState() {
+        let a = arena([1, 2, 3, 4, 5])
+        let opt = SGD(layout: a.layout)
+        for i in 0 ..< 5 { a.gradients[i] = 1 }
+        opt.update(a, lr: 0.5, gradScale: 2)
+        XCTAssertEqual(a.parameters.array, [0, 1, 2, 3, 4])
+        XCTAssert(opt.state.isEmpty)
+    }
+
+    /// Adam with L2 and AdamW decouple weight decay differently, so with the same gradients they
+    /// move the parameters apart; without weight decay they coincide.
+    func testAdamWithL2DiffersFromAdamW() {
+        let p0: [Float] = [2, -3, 1.5, 4, 0.5, -1]
+        let grads = (0 ..< 5).map { randomValues(6, seed: UInt64(40 + $0), std: 0.1) }
+        func run(_ make: (ParameterLayout) -> Optimizer) -> [Float] {
+            let a = arena(p0)
+            let opt = make(a.layout)
+            for g in grads {
+                for i in 0 ..< 6 { a.gradients[i] = g[i] }
+                opt.update(a, lr: 0.01, gradScale: 1)
+            }
+            return a.parameters.array
+        }
+        let adam = run { Adam(layout: $0, weightDecay: 0.1) }
+        let adamw = run { AdamW(layout: $0, weightDecay: 0.1) }
+        XCTAssertGreaterThan(zip(adam, adamw).map { abs($0 - $1) }.max()!, 1e-3, "different updates with weight decay")
+        XCTAssertEqual(Array(adam[4...]), Array(adamw[4...]), "the undecayed bias sees the same update")
+        XCTAssertEqual(run { Adam(layout: $0, weightDecay: 0) }, run { AdamW(layout: $0, weightDecay: 0) })
+    }
+}

@@ -68,3 +68,44 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try decode(c.canonicalJSON()), c)
     }
 }
+
+final class KindsTests: XCTestCase {
+    func testUnknownKindsAreRefusedNamingTheAllowedOnes() {
+        XCTAssertThrowsError(try Config.decode(Data(#"{"optimizer": {"kind": "lion"}}"#.utf8), source: "t")) {
+            XCTAssert("\($0)".contains("optimizer.kind") && "\($0)".contains("sgd, adam, adamw"), "\($0)")
+        }
+        XCTAssertThrowsError(try Config.decode(Data(#"{"schedule": {"kind": "step"}}"#.utf8), source: "t")) {
+            XCTAssert("\($0)".contains("schedule.kind") && "\($0)".contains("inverse-sqrt, linear"), "\($0)")
+        }
+        XCTAssertThrowsError(try Config.decode(Data(#"{"optimizer": {"kind": "sgd", "momentum": 0, "nesterov": true}}"#.utf8), source: "t")) {
+            XCTAssert("\($0)".contains("optimizer.nesterov"), "\($0)")
+        }
+    }
+
+    func testEveryOptimizerAndScheduleTrainsAndResumesExactly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-kinds-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (opt, sched) in [("sgd", "linear"), ("adam", "inverse-sqrt"), ("adamw", "constant")] {
+            var c = tinyConfig(dropout: 0.1, micro: 2, global: 4, steps: 6)
+            c.optimizer.kind = opt
+            c.optimizer.lr = opt == "sgd" ? 0.3 : 0.01
+            c.schedule.kind = sched
+            c.training.checkpointInterval = 3
+            c.training.evalInterval = 3
+            c.training.outputDir = dir.appendingPathComponent("full-\(opt)").path
+            let full = try Trainer(config: c, data: tinyData())
+            let before = full.evaluate().loss
+            try full.run(console: Console(rank: 1))
+            XCTAssertLessThan(full.evaluate().loss, before, "\(opt)/\(sched) learns")
+            // resume the same run from its step-3 checkpoint
+            let resumed = try Trainer(config: c, data: tinyData())
+            let ckpt = try Checkpoint.read("\(c.training.outputDir)/checkpoints/step-00000003", layout: resumed.model.arena.layout)
+            try resumed.restore(ckpt)
+            try resumed.run(console: Console(rank: 1))
+            XCTAssertEqual(resumed.model.arena.parameters.array, full.model.arena.parameters.array, "\(opt) resumes exactly")
+            for ((name, a), (_, b)) in zip(resumed.optimizer.state, full.optimizer.state) {
+                XCTAssertEqual(a.array, b.array, "\(opt) state \(name)")
+            }
+        }
+    }
+}
