@@ -16,9 +16,14 @@ public struct BenchmarkReport: Sendable {
     public var launchToFirstStepSeconds: Double?
 }
 
-/// Model FLOPs per token (PaLM's accounting): 6 × matmul weights (the tied head included) plus
-/// 12 · layers · width · T for attention scores and values.
+/// Model FLOPs per token (PaLM's accounting): 6 × matmul weights (the tied head included) plus,
+/// for the transformer, 12 · layers · width · T for attention scores and values.
 public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
+    if let r = c.recurrent {
+        let G = Double(r.cell.gates), H = Double(r.hidden), E = Double(r.nEmbd)
+        let recurrent = G * H * (E + H) + Double(r.nLayer - 1) * G * H * (H + H)
+        return 6 * (recurrent + Double(r.vocabSize) * H)
+    }
     let C = Double(c.nEmbd), L = Double(c.nLayer), T = Double(c.blockSize), V = Double(c.vocabSize)
     let matmulWeights = L * 12 * C * C + V * C
     return 6 * matmulWeights + 12 * L * C * T

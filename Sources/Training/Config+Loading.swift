@@ -75,13 +75,16 @@ extension Config {
     public func validate(source: String = "config") throws {
         func fail(_ field: String, _ why: String) -> ConfigError { ConfigError("config \(source): field '\(field)' \(why)") }
         let m = model
-        guard m.kind == "gpt" else { throw fail("model.kind", "is '\(m.kind)'; allowed: gpt") }
+        guard ModelConfig.kinds.contains(m.kind) else {
+            throw fail("model.kind", "is '\(m.kind)'; allowed: \(ModelConfig.kinds.joined(separator: ", "))")
+        }
+        if let h = m.hidden, h <= 0 { throw fail("model.hidden", "must be positive") }
         guard m.vocabSize > 0 else { throw fail("model.vocab_size", "must be positive") }
         guard m.blockSize > 0 else { throw fail("model.block_size", "must be positive") }
         guard m.nLayer > 0 else { throw fail("model.n_layer", "must be positive") }
         guard m.nHead > 0 else { throw fail("model.n_head", "must be positive") }
         guard m.nEmbd > 0 else { throw fail("model.n_embd", "must be positive") }
-        guard m.nEmbd % m.nHead == 0 else {
+        guard m.kind != "gpt" || m.nEmbd % m.nHead == 0 else {
             throw fail("model.n_embd", "(\(m.nEmbd)) must be divisible by model.n_head (\(m.nHead))")
         }
         guard m.dropout >= 0 && m.dropout < 1 else { throw fail("model.dropout", "must be in [0, 1)") }

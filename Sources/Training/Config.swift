@@ -30,9 +30,13 @@ public struct Config: Codable, Sendable, Equatable {
     }
 }
 
-/// The model: kind and shape.
+/// The model: kind and shape. `gpt` is the causal transformer decoder; `rnn`, `lstm` and `gru`
+/// are recurrent language models (embedding `n_embd` wide, `n_layer` recurrent layers of `hidden`
+/// units, linear head), trained by backpropagation through time over windows of `block_size`.
 public struct ModelConfig: Codable, Sendable, Equatable {
     public var kind = "gpt"
+    /// Hidden units of the recurrent kinds (nil: `n_embd`).
+    public var hidden: Int?
     public var vocabSize = 256
     public var blockSize = 128
     public var nLayer = 4
@@ -46,8 +50,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, vocabSize = "vocab_size", blockSize = "block_size", nLayer = "n_layer", nHead = "n_head"
-        case nEmbd = "n_embd", dropout, gelu, bias
+        case nEmbd = "n_embd", dropout, gelu, bias, hidden
     }
+
+    public static let kinds = ["gpt", "rnn", "lstm", "gru"]
+
+    /// The recurrent cell of the recurrent kinds.
+    public var recurrentCell: RecurrentCell? { RecurrentCell(rawValue: kind) }
 
     public init(from decoder: Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -61,6 +70,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? dropout
         gelu = try c.decodeIfPresent(GELU.self, forKey: .gelu) ?? gelu
         bias = try c.decodeIfPresent(Bool.self, forKey: .bias) ?? bias
+        hidden = try c.decodeIfPresent(Int.self, forKey: .hidden)
+    }
+
+    public var recurrent: RecurrentConfig? {
+        recurrentCell.map {
+            RecurrentConfig(cell: $0, vocabSize: vocabSize, blockSize: blockSize, nLayer: nLayer, nEmbd: nEmbd,
+                            hidden: hidden ?? nEmbd, dropout: dropout)
+        }
     }
 
     public var gpt: GPTConfig {

@@ -4,7 +4,8 @@ import Tensors
 
 /// Builds the model a config names, with activation buffers for `maxBatch` sequences.
 public func makeModel(_ config: ModelConfig, maxBatch: Int) -> LanguageModel {
-    GPT(config: config.gpt, maxBatch: maxBatch)
+    if let recurrent = config.recurrent { return RecurrentLM(config: recurrent, maxBatch: maxBatch) }
+    return GPT(config: config.gpt, maxBatch: maxBatch)
 }
 
 /// Model weights as a safetensors file: parameters by name (PyTorch layout), and the run's
