@@ -11,9 +11,11 @@ public struct GPTConfig: Sendable, Equatable {
     public var dropout: Float
     public var gelu: GELU
     public var bias: Bool
+    /// Causal (decoder) attention, or bidirectional (masked-LM encoder).
+    public var causal: Bool
 
     public init(vocabSize: Int = 256, blockSize: Int = 128, nLayer: Int = 4, nHead: Int = 4, nEmbd: Int = 128,
-                dropout: Float = 0, gelu: GELU = .erf, bias: Bool = true) {
+                dropout: Float = 0, gelu: GELU = .erf, bias: Bool = true, causal: Bool = true) {
         self.vocabSize = vocabSize
         self.blockSize = blockSize
         self.nLayer = nLayer
@@ -22,11 +24,13 @@ public struct GPTConfig: Sendable, Equatable {
         self.dropout = dropout
         self.gelu = gelu
         self.bias = bias
+        self.causal = causal
     }
 }
 
 /// GPT-2-style causal decoder: token + position embedding, pre-LN blocks, final LayerNorm,
-/// LM head tied to the token embedding. Parameter names follow nanoGPT.
+/// LM head tied to the token embedding. Parameter names follow nanoGPT. With `causal: false` the
+/// same stack is a BERT-style bidirectional encoder for masked-LM training.
 public final class GPT: LanguageModel {
     public let config: GPTConfig
     public let arena: ParameterArena
@@ -54,7 +58,7 @@ public final class GPT: LanguageModel {
         wte = Embedding(&layout, name: "transformer.wte", num: config.vocabSize, dim: C)
         wpe = PositionEmbedding(&layout, name: "transformer.wpe", blockSize: config.blockSize, dim: C)
         blocks = (0 ..< config.nLayer).map { l in
-            TransformerBlock(&layout, name: "transformer.h.\(l)", dim: C, nHead: config.nHead, causal: true,
+            TransformerBlock(&layout, name: "transformer.h.\(l)", dim: C, nHead: config.nHead, causal: config.causal,
                              gelu: config.gelu, dropout: config.dropout, site: GPT.blockSite(l), bias: config.bias)
         }
         lnF = LayerNorm(&layout, name: "transformer.ln_f", dim: C)

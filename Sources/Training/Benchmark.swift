@@ -24,7 +24,7 @@ public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
         let recurrent = G * H * (E + H) + Double(r.nLayer - 1) * G * H * (H + H)
         return 6 * (recurrent + Double(r.vocabSize) * H)
     }
-    let C = Double(c.nEmbd), L = Double(c.nLayer), T = Double(c.blockSize), V = Double(c.vocabSize)
+    let C = Double(c.nEmbd), L = Double(c.nLayer), T = Double(c.blockSize), V = Double(c.gpt.vocabSize)
     let matmulWeights = L * 12 * C * C + V * C
     return 6 * matmulWeights + 12 * L * C * T
 }

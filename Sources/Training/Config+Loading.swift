@@ -84,7 +84,7 @@ extension Config {
         guard m.nLayer > 0 else { throw fail("model.n_layer", "must be positive") }
         guard m.nHead > 0 else { throw fail("model.n_head", "must be positive") }
         guard m.nEmbd > 0 else { throw fail("model.n_embd", "must be positive") }
-        guard m.kind != "gpt" || m.nEmbd % m.nHead == 0 else {
+        guard m.recurrentCell != nil || m.nEmbd % m.nHead == 0 else {
             throw fail("model.n_embd", "(\(m.nEmbd)) must be divisible by model.n_head (\(m.nHead))")
         }
         guard m.dropout >= 0 && m.dropout < 1 else { throw fail("model.dropout", "must be in [0, 1)") }

@@ -30,8 +30,9 @@ public struct Config: Codable, Sendable, Equatable {
     }
 }
 
-/// The model: kind and shape. `gpt` is the causal transformer decoder; `rnn`, `lstm` and `gru`
-/// are recurrent language models (embedding `n_embd` wide, `n_layer` recurrent layers of `hidden`
+/// The model: kind and shape. `gpt` is the causal transformer decoder; `mlm` the same blocks with
+/// bidirectional attention, trained as a masked-LM encoder (its vocabulary adds a `[MASK]` token
+/// after the data's `vocab_size`); `rnn`, `lstm` and `gru` are recurrent language models (embedding `n_embd` wide, `n_layer` recurrent layers of `hidden`
 /// units, linear head), trained by backpropagation through time over windows of `block_size`.
 public struct ModelConfig: Codable, Sendable, Equatable {
     public var kind = "gpt"
@@ -53,7 +54,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case nEmbd = "n_embd", dropout, gelu, bias, hidden
     }
 
-    public static let kinds = ["gpt", "rnn", "lstm", "gru"]
+    public static let kinds = ["gpt", "mlm", "rnn", "lstm", "gru"]
+
+    /// Whether the objective is masked-LM (else next-token prediction).
+    public var isMaskedLM: Bool { kind == "mlm" }
 
     /// The recurrent cell of the recurrent kinds.
     public var recurrentCell: RecurrentCell? { RecurrentCell(rawValue: kind) }
@@ -81,8 +85,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     public var gpt: GPTConfig {
-        GPTConfig(vocabSize: vocabSize, blockSize: blockSize, nLayer: nLayer, nHead: nHead, nEmbd: nEmbd,
-                  dropout: dropout, gelu: gelu, bias: bias)
+        GPTConfig(vocabSize: isMaskedLM ? vocabSize + 1 : vocabSize, blockSize: blockSize, nLayer: nLayer, nHead: nHead,
+                  nEmbd: nEmbd, dropout: dropout, gelu: gelu, bias: bias, causal: !isMaskedLM)
     }
 }
 

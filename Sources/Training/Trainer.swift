@@ -47,6 +47,8 @@ public final class Trainer {
     public let sampler: WindowSampler
     /// Micro-steps per optimizer step on each rank.
     public let accumulation: Int
+    /// The masking of a masked-LM objective (nil: next-token prediction).
+    public let masking: MaskedLM?
     public var blockSize: Int { config.model.blockSize }
 
     /// The first step this run trains (non-zero after a resume).
@@ -75,6 +77,7 @@ public final class Trainer {
         self.comm = comm
         self.data = data
         accumulation = G / (b * W)
+        masking = config.model.isMaskedLM ? MaskedLM(dataVocab: config.model.vocabSize, seed: config.training.seed) : nil
         model = makeModel(config.model, maxBatch: b)
         model.initialize(seed: config.training.seed)
         // Rank 0 reads given weights; `synchronizeReplicas` copies them to the other ranks.
@@ -106,6 +109,7 @@ public final class Trainer {
         for m in 0 ..< A {
             let first = step * G + (comm.rank * A + m) * b
             sampler.fill(data, first: first, count: b, inputs: inputs, targets: targets)
+            masking?.apply(inputs: inputs, targets: targets, count: b, time: T, first: first, validation: false)
             let f0 = monotonicSeconds()
             let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
                                   seed: config.training.seed, training: true)
@@ -159,6 +163,7 @@ public final class Trainer {
         while batch < batches {
             let first = batch * b, n = min(b, windows - first)
             data.fillValidation(blockSize: T, first: first, count: n, inputs: inputs, targets: targets)
+            masking?.apply(inputs: inputs, targets: targets, count: n, time: T, first: first, validation: true)
             let r = model.forward(tokens: inputs, targets: targets, batch: n, time: T, firstSample: first,
                                   seed: config.training.seed, training: false)
             lossSum += r.loss

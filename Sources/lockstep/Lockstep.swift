@@ -138,6 +138,9 @@ struct Sample: ParsableCommand {
             guard temperature > 0 else { throw ConfigError("--temperature must be positive") }
             guard tokens >= 0 else { throw ConfigError("--tokens must be non-negative") }
             let cfg = try Weights.config(path: weights)
+            guard !cfg.model.isMaskedLM else {
+                throw ConfigError("\(weights) is a masked-LM encoder; `sample` generates with causal models (gpt, rnn, lstm, gru)")
+            }
             configureThreads(cfg, override: 1, ranksOnHost: 1)
             let model = makeModel(cfg.model, maxBatch: 1)
             try Weights.load(path: weights, into: model.arena)

@@ -22,6 +22,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     gelu: str = "erf"  # "erf" (exact) or "tanh"
+    causal: bool = True  # False: bidirectional attention (masked-LM encoder)
 
 
 class CausalSelfAttention(nn.Module):
@@ -29,6 +30,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0
         self.n_head = cfg.n_head
+        self.causal = cfg.causal
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
 
@@ -37,7 +39,7 @@ class CausalSelfAttention(nn.Module):
         hs = C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # no attention dropout
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # no attention dropout
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
