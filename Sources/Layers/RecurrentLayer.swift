@@ -57,6 +57,7 @@ public struct RecurrentLayer: Sendable {
         let hPrev: FloatBuffer  // (B, T, H) h₋ of each step (zeros at t = 0)
         let dCarry: FloatBuffer // (B, H) ∂/∂h₋ flowing to the previous step
         let dCell: FloatBuffer  // (B, H) ∂/∂c₋ (LSTM)
+        let c0: FloatBuffer     // (B, H) LSTM cell state before t = 0
 
         public init(batch B: Int, time T: Int, cell: RecurrentCell, hidden H: Int) {
             let G = cell.gates * H
@@ -68,23 +69,33 @@ public struct RecurrentLayer: Sendable {
             hPrev = FloatBuffer(count: B * T * H)
             dCarry = FloatBuffer(count: B * H)
             dCell = FloatBuffer(count: cell == .lstm ? B * H : 0)
+            c0 = FloatBuffer(count: cell == .lstm ? B * H : 0)
         }
     }
 
-    /// x (B, T, I) → acts.h (B, T, H), from a zero initial state.
-    public func forward(_ x: UnsafePointer<Float>, _ acts: Activations, batch B: Int, time T: Int, _ arena: ParameterArena) {
+    /// x (B, T, I) → acts.h (B, T, H), from the initial state `h0` (B, H) and, for the LSTM, `c0`
+    /// (zeros when nil). The state is an input only: backward does not reach it (truncated BPTT).
+    public func forward(_ x: UnsafePointer<Float>, _ acts: Activations, batch B: Int, time T: Int, _ arena: ParameterArena,
+                        h0: UnsafePointer<Float>? = nil, c0: UnsafePointer<Float>? = nil) {
         let H = hidden, G = cell.gates * H
         let xi = acts.xi.pointer, hh = acts.hh.pointer, act = acts.act.pointer, h = acts.h.pointer, hp = acts.hPrev.pointer
         sgemm(.none, .transposed, m: B * T, n: G, k: input, a: x, lda: input, b: arena.param(weightIH), ldb: input,
               beta: 0, c: xi, ldc: G)
         Kernels.addRowBias(arena.param(biasIH), into: xi, rows: B * T, cols: G)
         let bhh = arena.param(biasHH)
+        if cell == .lstm {
+            if let c0 { acts.c0.pointer.update(from: c0, count: B * H) } else { acts.c0.zero() }
+        }
         for t in 0 ..< T {
             // hh_t = h₋·W_hhᵀ + b_hh over the B rows of step t (row stride T·G)
             if t == 0 {
                 for b in 0 ..< B {
                     (hh + b * T * G).update(from: bhh, count: G)
-                    (hp + b * T * H).update(repeating: 0, count: H)
+                    if let h0 { (hp + b * T * H).update(from: h0 + b * H, count: H) } else { (hp + b * T * H).update(repeating: 0, count: H) }
+                }
+                if h0 != nil {
+                    sgemm(.none, .transposed, m: B, n: G, k: H, a: hp, lda: T * H, b: arena.param(weightHH), ldb: H,
+                          beta: 1, c: hh, ldc: T * G)
                 }
             } else {
                 for b in 0 ..< B {
@@ -102,12 +113,12 @@ public struct RecurrentLayer: Sendable {
                     for j in 0 ..< H { let v = tanhf(xr[j] + hr[j]); ar[j] = v; out[j] = v }
                 case .lstm:
                     let c = acts.c.pointer + r * H
-                    let cPrev: UnsafeMutablePointer<Float>? = t == 0 ? nil : acts.c.pointer + (r - 1) * H
+                    let cPrev = t == 0 ? acts.c0.pointer + b * H : acts.c.pointer + (r - 1) * H
                     for j in 0 ..< H {
                         let i = sigmoid(xr[j] + hr[j]), f = sigmoid(xr[H + j] + hr[H + j])
                         let g = tanhf(xr[2 * H + j] + hr[2 * H + j]), o = sigmoid(xr[3 * H + j] + hr[3 * H + j])
                         ar[j] = i; ar[H + j] = f; ar[2 * H + j] = g; ar[3 * H + j] = o
-                        let cv = f * (cPrev?[j] ?? 0) + i * g
+                        let cv = f * cPrev[j] + i * g
                         c[j] = cv
                         out[j] = o * tanhf(cv)
                     }
@@ -120,6 +131,16 @@ public struct RecurrentLayer: Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// The state after the last step: h (and c) of step T−1 for each row, into (B, H) buffers.
+    public func finalState(_ acts: Activations, batch B: Int, time T: Int, h: UnsafeMutablePointer<Float>,
+                           c: UnsafeMutablePointer<Float>?) {
+        let H = hidden
+        for b in 0 ..< B {
+            (h + b * H).update(from: acts.h.pointer + (b * T + T - 1) * H, count: H)
+            if let c, cell == .lstm { (c + b * H).update(from: acts.c.pointer + (b * T + T - 1) * H, count: H) }
         }
     }
 
@@ -148,7 +169,7 @@ public struct RecurrentLayer: Sendable {
                     for j in 0 ..< H {
                         let i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j]
                         let tc = tanhf(c[j])
-                        let cPrev: Float = t == 0 ? 0 : acts.c.pointer[(r - 1) * H + j]
+                        let cPrev: Float = t == 0 ? acts.c0[b * H + j] : acts.c.pointer[(r - 1) * H + j]
                         let dcj = dc[j] + d[j] * o * (1 - tc * tc)
                         let di = dcj * g * i * (1 - i), df = dcj * cPrev * f * (1 - f)
                         let dg = dcj * i * (1 - g * g), dO = d[j] * tc * o * (1 - o)

@@ -25,3 +25,15 @@ public protocol LanguageModel: AnyObject {
     /// Logits (B, T, V) of the last forward.
     var logits: UnsafePointer<Float> { get }
 }
+
+/// A model whose state can carry across consecutive windows of a stream (truncated
+/// backpropagation through time: the state is an input, gradients do not flow into it).
+public protocol StatefulModel: LanguageModel {
+    /// Floats of carried state per sample.
+    var stateSize: Int { get }
+    /// Uses `state` (B × stateSize, one sample after another) as the initial state of the next
+    /// forward; nil starts it from zeros.
+    func setInitialState(_ state: UnsafePointer<Float>?, batch B: Int)
+    /// Writes the state after the last forward (B × stateSize).
+    func finalState(into state: UnsafeMutablePointer<Float>)
+}

@@ -26,7 +26,7 @@ public struct RecurrentConfig: Sendable, Equatable {
 /// Embedding → L recurrent layers (RNN, LSTM or GRU) → linear head, trained by backpropagation
 /// through time over windows of T tokens, each from a zero state. Names follow PyTorch's
 /// word-language-model example: `encoder.weight`, `rnn.weight_ih_l0` …, `decoder.weight`, `decoder.bias`.
-public final class RecurrentLM: LanguageModel {
+public final class RecurrentLM: StatefulModel {
     public let config: RecurrentConfig
     public let arena: ParameterArena
     public let maxBatch: Int
@@ -63,6 +63,9 @@ public final class RecurrentLM: LanguageModel {
         let logits, probs: FloatBuffer
         let dh: FloatBuffer                       // (N, H)
         let dIn: [FloatBuffer]                    // (N, E) and (N, H) gradients w.r.t. layer inputs
+        let h0: [FloatBuffer]                     // per layer (B, H) initial state
+        let c0: [FloatBuffer]                     // per layer (B, H), LSTM
+        var hasInitialState = false
         var B = 0, T = 0, training = false, hasTargets = false
 
         init(config: RecurrentConfig, batch: Int) {
@@ -79,6 +82,8 @@ public final class RecurrentLM: LanguageModel {
             logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V)
             dh = FloatBuffer(count: N * H)
             dIn = [FloatBuffer(count: N * E), FloatBuffer(count: N * H)]
+            h0 = (0 ..< config.nLayer).map { _ in FloatBuffer(count: batch * H) }
+            c0 = (0 ..< config.nLayer).map { _ in FloatBuffer(count: config.cell == .lstm ? batch * H : 0) }
         }
 
         deinit { tokens.deallocate(); targets.deallocate() }
@@ -102,6 +107,38 @@ public final class RecurrentLM: LanguageModel {
 
     public var logits: UnsafePointer<Float> { UnsafePointer(acts.logits.pointer) }
 
+    /// Per sample and layer: h (H floats), then c for the LSTM.
+    public var stateSize: Int { config.nLayer * config.hidden * (config.cell == .lstm ? 2 : 1) }
+
+    public func setInitialState(_ state: UnsafePointer<Float>?, batch B: Int) {
+        guard let state else { acts.hasInitialState = false; return }
+        let H = config.hidden, lstm = config.cell == .lstm
+        for b in 0 ..< B {
+            var p = state + b * stateSize
+            for k in 0 ..< config.nLayer {
+                (acts.h0[k].pointer + b * H).update(from: p, count: H); p += H
+                if lstm { (acts.c0[k].pointer + b * H).update(from: p, count: H); p += H }
+            }
+        }
+        acts.hasInitialState = true
+    }
+
+    public func finalState(into state: UnsafeMutablePointer<Float>) {
+        let B = acts.B, T = acts.T, H = config.hidden, lstm = config.cell == .lstm
+        for (k, layer) in layers.enumerated() {
+            // through the layers' (B, H) scratch: h0/c0 are free once the forward is done
+            layer.finalState(acts.layers[k], batch: B, time: T, h: acts.h0[k].pointer, c: lstm ? acts.c0[k].pointer : nil)
+        }
+        for b in 0 ..< B {
+            var p = state + b * stateSize
+            for k in 0 ..< config.nLayer {
+                p.update(from: acts.h0[k].pointer + b * H, count: H); p += H
+                if lstm { p.update(from: acts.c0[k].pointer + b * H, count: H); p += H }
+            }
+        }
+        acts.hasInitialState = false
+    }
+
     /// ∂L/∂(embedding output) of the last backward, (B, T, E): how much each position's input
     /// moved the loss (for studying vanishing gradients through time).
     public var inputGradient: UnsafePointer<Float> { UnsafePointer(acts.dIn[0].pointer) }
@@ -119,7 +156,9 @@ public final class RecurrentLM: LanguageModel {
                          firstSample: firstSample, seed: seed, training: training)
         var input = UnsafePointer(acts.emb.pointer)
         for (k, layer) in layers.enumerated() {
-            layer.forward(input, acts.layers[k], batch: B, time: T, arena)
+            let h0 = acts.hasInitialState ? UnsafePointer(acts.h0[k].pointer) : nil
+            let c0 = acts.hasInitialState && config.cell == .lstm ? UnsafePointer(acts.c0[k].pointer) : nil
+            layer.forward(input, acts.layers[k], batch: B, time: T, arena, h0: h0, c0: c0)
             drops[k + 1].forward(acts.layers[k].h.pointer, acts.dropped[k].pointer, mask: acts.masks[k + 1].pointer, samples: B,
                                  perSample: T * H, firstSample: firstSample, seed: seed, training: training)
             input = UnsafePointer(acts.dropped[k].pointer)

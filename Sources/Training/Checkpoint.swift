@@ -62,6 +62,7 @@ public enum Checkpoint {
     static let modelFile = "model.safetensors"
     static let optimizerFile = "optimizer.safetensors"
     static let stateFile = "state.json"
+    static let streamStateName = "stream_state"
 
     public static func directoryName(step: Int) -> String { String(format: "step-%08d", step) }
 
@@ -79,7 +80,9 @@ public enum Checkpoint {
         let arena = trainer.model.arena
         let config = trainer.config
         let model = Weights.encode(arena, config: config, step: step)
-        let optimizer = encodeOptimizer(trainer.optimizer, layout: arena.layout)
+        let optimizer = encodeOptimizer(trainer.optimizer, layout: arena.layout,
+                                        streamState: trainer.stateful == nil ? nil : trainer.streamState,
+                                        streams: config.batch.globalBatch)
         let state = CheckpointState(step: step, config: config, configSHA256: SHA256.hex(SHA256.hash(Array(config.canonicalJSON().utf8))),
                                     worldSize: trainer.comm.size, nextSample: step * config.batch.globalBatch, metrics: metrics,
                                     files: [modelFile: SHA256.hex(SHA256.hash(model)), optimizerFile: SHA256.hex(SHA256.hash(optimizer))]).sealed()
@@ -108,8 +111,12 @@ public enum Checkpoint {
         return final
     }
 
-    static func encodeOptimizer(_ opt: Optimizer, layout: ParameterLayout) -> Data {
+    /// The optimizer's state by name, and (stateful training) the streams' carried state.
+    static func encodeOptimizer(_ opt: Optimizer, layout: ParameterLayout, streamState: FloatBuffer?, streams: Int) -> Data {
         var tensors: [(name: String, tensor: SafeTensor)] = []
+        if let streamState {
+            tensors.append((streamStateName, SafeTensor(shape: [streams, streamState.count / streams], floats: streamState.array)))
+        }
         for (prefix, buffer) in opt.state {
             for e in layout.entries {
                 tensors.append(("\(prefix).\(e.name)", SafeTensor(shape: e.shape,
@@ -178,7 +185,11 @@ public enum Checkpoint {
                 throw CheckpointError("\(path)/\(optimizerFile): state '\(prefix).\(e.name)' is missing or misshapen")
             }
         }
-        guard optimizer.count == stateNames.count * layout.entries.count else {
+        let streamTensors = optimizer[streamStateName] == nil ? 0 : 1
+        guard streamTensors == (state.config.model.stateful ? 1 : 0) else {
+            throw CheckpointError("\(path)/\(optimizerFile): the stream state is \(streamTensors == 1 ? "present" : "missing") but the config says stateful \(state.config.model.stateful)")
+        }
+        guard optimizer.count == stateNames.count * layout.entries.count + streamTensors else {
             throw CheckpointError("\(path)/\(optimizerFile): holds \(optimizer.count) tensors, expected \(stateNames.count * layout.entries.count)")
         }
         guard model.count == layout.entries.count else {

@@ -79,6 +79,10 @@ extension Config {
             throw fail("model.kind", "is '\(m.kind)'; allowed: \(ModelConfig.kinds.joined(separator: ", "))")
         }
         if let h = m.hidden, h <= 0 { throw fail("model.hidden", "must be positive") }
+        if m.stateful {
+            guard m.recurrentCell != nil else { throw fail("model.stateful", "needs a recurrent model.kind (rnn, lstm, gru)") }
+            guard !data.shuffle else { throw fail("model.stateful", "needs data.shuffle false (streams are read window after window)") }
+        }
         guard m.vocabSize > 0 else { throw fail("model.vocab_size", "must be positive") }
         guard m.blockSize > 0 else { throw fail("model.block_size", "must be positive") }
         guard m.nLayer > 0 else { throw fail("model.n_layer", "must be positive") }

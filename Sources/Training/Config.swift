@@ -38,6 +38,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var kind = "gpt"
     /// Hidden units of the recurrent kinds (nil: `n_embd`).
     public var hidden: Int?
+    /// Recurrent kinds: carry the hidden state from each window to the next window of the same
+    /// stream (truncated BPTT). Sequence j of every global batch then reads stream j, the j-th of
+    /// `global_batch` equal parts of the train split, window after window; needs `data.shuffle: false`.
+    public var stateful = false
     public var vocabSize = 256
     public var blockSize = 128
     public var nLayer = 4
@@ -51,7 +55,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, vocabSize = "vocab_size", blockSize = "block_size", nLayer = "n_layer", nHead = "n_head"
-        case nEmbd = "n_embd", dropout, gelu, bias, hidden
+        case nEmbd = "n_embd", dropout, gelu, bias, hidden, stateful
     }
 
     public static let kinds = ["gpt", "mlm", "rnn", "lstm", "gru"]
@@ -75,6 +79,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         gelu = try c.decodeIfPresent(GELU.self, forKey: .gelu) ?? gelu
         bias = try c.decodeIfPresent(Bool.self, forKey: .bias) ?? bias
         hidden = try c.decodeIfPresent(Int.self, forKey: .hidden)
+        stateful = try c.decodeIfPresent(Bool.self, forKey: .stateful) ?? stateful
     }
 
     public var recurrent: RecurrentConfig? {

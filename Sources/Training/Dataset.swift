@@ -106,17 +106,34 @@ public struct WindowSampler: Sendable {
     public let blockSize: Int
     public let seed: UInt64
     public let shuffle: Bool
+    /// For stateful training: the number of streams (the global batch); nil otherwise.
+    public let streams: Int?
 
-    public init(trainCount: Int, blockSize: Int, seed: UInt64, shuffle: Bool) {
+    public init(trainCount: Int, blockSize: Int, seed: UInt64, shuffle: Bool, streams: Int? = nil) {
         self.trainCount = trainCount
         self.blockSize = blockSize
         self.seed = seed
         self.shuffle = shuffle
+        self.streams = streams
+    }
+
+    /// Windows per stream of stateful training.
+    public var windowsPerStream: Int { streams.map { (trainCount / $0 - 1) / blockSize } ?? 0 }
+
+    /// Whether global sample `i` begins its stream afresh (its state starts from zero).
+    public func startsStream(sample i: Int) -> Bool {
+        guard let G = streams else { return true }
+        return (i / G) % windowsPerStream == 0
     }
 
     /// Start of global sample `i`: `splitmix(seed, i) mod (n_train − T)` when shuffling,
-    /// else `i·T` (wrapping around at the end of the train split).
+    /// else `i·T` (wrapping around at the end of the train split); with streams, window
+    /// `s mod windowsPerStream` of stream `j` for sample `s·G + j`.
     public func start(ofSample i: Int) -> Int {
+        if let G = streams {
+            let length = trainCount / G
+            return (i % G) * length + ((i / G) % windowsPerStream) * blockSize
+        }
         if shuffle {
             return Int(SplitMix64.output(state: seed, index: UInt64(i)) % UInt64(trainCount - blockSize))
         }

@@ -77,6 +77,12 @@ extension Trainer {
             }
         }
         optimizer.step = ckpt.optimizerStep
+        if stateful != nil {
+            guard let saved = ckpt.optimizer[Checkpoint.streamStateName], saved.floats.count == streamState.count else {
+                throw CheckpointError("\(ckpt.path)/optimizer.safetensors: the stream state does not fit this run")
+            }
+            saved.floats.withUnsafeBufferPointer { streamState.pointer.update(from: $0.baseAddress!, count: streamState.count) }
+        }
         startStep = ckpt.state.step
         restoredMetrics = ckpt.state.metrics
         restoredEvalStep = ckpt.state.metrics.contains { $0.contains("\"type\":\"eval\",\"step\":\(ckpt.state.step),") } ? ckpt.state.step : nil
@@ -87,6 +93,10 @@ extension Trainer {
         let bytes = model.arena.count * MemoryLayout<Float>.stride
         comm.broadcast(model.arena.parameters.pointer, count: bytes, root: 0)
         for (_, buffer) in optimizer.state { comm.broadcast(buffer.pointer, count: bytes, root: 0) }
+        if stateful != nil {
+            comm.broadcast(streamState.pointer, count: streamState.count * MemoryLayout<Float>.stride, root: 0)
+            keepOwnStreamRows()
+        }
         var header: [Int64] = [Int64(startStep), Int64(optimizer.step), Int64(restoredEvalStep ?? -1)]
         header.withUnsafeMutableBytes { comm.broadcast($0.baseAddress!, count: $0.count, root: 0) }
         startStep = Int(header[0])

@@ -49,6 +49,11 @@ public final class Trainer {
     public let accumulation: Int
     /// The masking of a masked-LM objective (nil: next-token prediction).
     public let masking: MaskedLM?
+    /// Stateful training: the model, and each stream's carried state (G × stateSize). A rank
+    /// keeps only the rows of its own sequences; the others stay zero, so a sum over ranks
+    /// gathers the whole state exactly.
+    let stateful: StatefulModel?
+    let streamState: FloatBuffer
     public var blockSize: Int { config.model.blockSize }
 
     /// The first step this run trains (non-zero after a resume).
@@ -84,8 +89,13 @@ public final class Trainer {
         if let initFrom, comm.rank == 0 { try Weights.load(path: initFrom, into: model.arena) }
         optimizer = config.optimizer.makeOptimizer(model.arena.layout)
         schedule = config.schedule.schedule(peak: config.optimizer.lr)
+        stateful = config.model.stateful ? model as? StatefulModel : nil
+        streamState = FloatBuffer(count: stateful.map { G * $0.stateSize } ?? 0)
         sampler = WindowSampler(trainCount: data.trainCount, blockSize: config.model.blockSize,
-                                seed: config.training.seed, shuffle: config.data.shuffle)
+                                seed: config.training.seed, shuffle: config.data.shuffle, streams: stateful == nil ? nil : G)
+        if stateful != nil && sampler.windowsPerStream < 1 {
+            throw ConfigError("model.stateful: \(G) streams of \(data.trainCount / G) tokens hold no window of model.block_size + 1 tokens; use a smaller batch.global_batch or block_size")
+        }
         let n = b * config.model.blockSize
         inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
@@ -110,9 +120,12 @@ public final class Trainer {
             let first = step * G + (comm.rank * A + m) * b
             sampler.fill(data, first: first, count: b, inputs: inputs, targets: targets)
             masking?.apply(inputs: inputs, targets: targets, count: b, time: T, first: first, validation: false)
+            let rows = streamState.pointer + (first - step * G) * (stateful?.stateSize ?? 0)
+            stateful?.setInitialState(sampler.startsStream(sample: first) ? nil : UnsafePointer(rows), batch: b)
             let f0 = monotonicSeconds()
             let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
                                   seed: config.training.seed, training: true)
+            stateful?.finalState(into: rows)
             let f1 = monotonicSeconds()
             model.backward(lossScale: 1)
             times.forward += f1 - f0
@@ -263,9 +276,27 @@ public final class Trainer {
     @discardableResult
     func checkpoint(step: Int, metrics: [String], root: String) throws -> String {
         var path = "\(root)/\(Checkpoint.directoryName(step: step))"
+        gatherStreamState()
         if comm.rank == 0 { path = try Checkpoint.write(self, step: step, metrics: metrics, root: root) }
+        keepOwnStreamRows()
         comm.barrier()
         return path
+    }
+
+    /// Sums the stream state over ranks: every rank then holds every row.
+    func gatherStreamState() {
+        if stateful != nil && comm.size > 1 { comm.allReduceSum(streamState.pointer, count: streamState.count) }
+    }
+
+    /// Zeroes the stream-state rows of other ranks' sequences.
+    func keepOwnStreamRows() {
+        guard let stateful, comm.size > 1 else { return }
+        let perRank = accumulation * config.batch.microBatch * stateful.stateSize
+        let mine = comm.rank * perRank
+        if mine > 0 { streamState.pointer.update(repeating: 0, count: mine) }
+        if mine + perRank < streamState.count {
+            (streamState.pointer + mine + perRank).update(repeating: 0, count: streamState.count - mine - perRank)
+        }
     }
 
     /// Whether SIGTERM/SIGINT reached any rank, and whether any rank is past the wall budget

@@ -79,3 +79,54 @@ final class RecurrentLMTests: XCTestCase {
         XCTAssertGreaterThan(lstm, 100 * rnn, "the LSTM's cell carries it much further")
     }
 }
+
+final class StatefulRecurrentTests: XCTestCase {
+    /// Two windows of T with the state carried equal one window of 2T: the same logits for the
+    /// second half, for every cell.
+    func testCarriedStateContinuesTheSequence() {
+        for cell in [RecurrentCell.rnn, .lstm, .gru] {
+            let T = 5, V = 11
+            let long = RecurrentLM(config: RecurrentConfig(cell: cell, vocabSize: V, blockSize: 2 * T, nLayer: 2, nEmbd: 4, hidden: 6), maxBatch: 2)
+            let short = RecurrentLM(config: RecurrentConfig(cell: cell, vocabSize: V, blockSize: T, nLayer: 2, nEmbd: 4, hidden: 6), maxBatch: 2)
+            long.initialize(seed: 4)
+            short.arena.parameters.copy(from: long.arena.parameters)
+            let tokens: [[Int32]] = [(0 ..< 2 * T).map { Int32($0 % V) }, (0 ..< 2 * T).map { Int32(($0 * 3 + 1) % V) }]
+            let both = tokens[0] + tokens[1]
+            _ = both.withUnsafeBufferPointer { long.forward(tokens: $0.baseAddress!, targets: nil, batch: 2, time: 2 * T, firstSample: 0, seed: 0, training: false) }
+            var state = [Float](repeating: 0, count: 2 * short.stateSize)
+            for half in 0 ..< 2 {
+                let window = Array(tokens[0][(half * T) ..< ((half + 1) * T)]) + Array(tokens[1][(half * T) ..< ((half + 1) * T)])
+                state.withUnsafeBufferPointer { short.setInitialState(half == 0 ? nil : $0.baseAddress!, batch: 2) }
+                _ = window.withUnsafeBufferPointer { short.forward(tokens: $0.baseAddress!, targets: nil, batch: 2, time: T, firstSample: 0, seed: 0, training: false) }
+                state.withUnsafeMutableBufferPointer { short.finalState(into: $0.baseAddress!) }
+            }
+            for b in 0 ..< 2 {
+                let a = Array(UnsafeBufferPointer(start: long.logits + (b * 2 * T + T) * V, count: T * V))
+                let c = Array(UnsafeBufferPointer(start: short.logits + b * T * V, count: T * V))
+                XCTAssertLessThan(relativeError(c, a), 1e-5, "\(cell) row \(b)")
+            }
+        }
+    }
+
+    func testGradientsWithACarriedStateMatchFiniteDifferences() {
+        for cell in [RecurrentCell.rnn, .lstm, .gru] {
+            let lm = RecurrentLM(config: RecurrentConfig(cell: cell, vocabSize: 7, blockSize: 3, nLayer: 2, nEmbd: 4, hidden: 5), maxBatch: 2)
+            lm.initialize(seed: 2)
+            fillRandom(lm.arena.parameters.pointer, count: lm.arena.count, seed: 3, std: 0.4)
+            let state = randomValues(2 * lm.stateSize, seed: 5, std: 0.5)
+            let tokens: [Int32] = [1, 4, 6, 0, 2, 5], targets: [Int32] = [4, 6, 3, 2, 5, 1]
+            let loss = { () -> Double in
+                state.withUnsafeBufferPointer { lm.setInitialState($0.baseAddress!, batch: 2) }
+                return tokens.withUnsafeBufferPointer { t in
+                    targets.withUnsafeBufferPointer { y in
+                        lm.forward(tokens: t.baseAddress!, targets: y.baseAddress!, batch: 2, time: 3, firstSample: 0, seed: 0, training: true).loss
+                    }
+                }
+            }
+            _ = loss()
+            lm.arena.gradients.zero()
+            lm.backward(lossScale: 1)
+            assertGradientsMatch(lm.arena.parameters.pointer, analytic: lm.arena.gradients.array, eps: 5e-3, "\(cell) from a carried state", loss: loss)
+        }
+    }
+}

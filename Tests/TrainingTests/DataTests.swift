@@ -103,3 +103,17 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertThrowsError(try SafeTensors.decode(file, source: "overlap")) { XCTAssert("\($0)".contains("overlap")) }
     }
 }
+
+final class StreamSamplerTests: XCTestCase {
+    func testStreamsAreReadWindowAfterWindow() {
+        // 4 streams of 25 tokens, T = 5: 4 windows each (the last token of a stream is only a target)
+        let s = WindowSampler(trainCount: 100, blockSize: 5, seed: 1, shuffle: false, streams: 4)
+        XCTAssertEqual(s.windowsPerStream, 4)
+        XCTAssertEqual((0 ..< 4).map { s.start(ofSample: $0) }, [0, 25, 50, 75], "step 0: the first window of each stream")
+        XCTAssertEqual((4 ..< 8).map { s.start(ofSample: $0) }, [5, 30, 55, 80], "step 1: the next window of the same streams")
+        XCTAssertEqual(s.start(ofSample: 4 * 4 + 2), 50, "after 4 windows the stream starts over")
+        XCTAssert(s.startsStream(sample: 2))
+        XCTAssertFalse(s.startsStream(sample: 6))
+        XCTAssert(s.startsStream(sample: 17))
+    }
+}
