@@ -139,13 +139,13 @@ public final class Trainer {
         reduceScratch[1] = Double(count)
         comm.allReduceSum(reduceScratch, count: 2)
         let o0 = monotonicSeconds()
-        let globalCount = reduceScratch[1]
+        let globalCount = max(reduceScratch[1], 1)    // a masked-LM batch could, in principle, choose nothing
         let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
         let end = monotonicSeconds()
         times.allReduce = o0 - r0
         times.optimizer = end - o0
         return StepStats(step: step, loss: reduceScratch[0] / globalCount, lr: lr, gradNorm: norm,
-                         tokens: Int(globalCount), seconds: end - t0, times: times)
+                         tokens: Int(reduceScratch[1]), seconds: end - t0, times: times)
     }
 
     /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single
@@ -186,7 +186,7 @@ public final class Trainer {
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
         comm.allReduceSum(reduceScratch, count: 2)
-        return EvalResult(loss: reduceScratch[0] / reduceScratch[1], tokens: Int(reduceScratch[1]))
+        return EvalResult(loss: reduceScratch[0] / max(reduceScratch[1], 1), tokens: Int(reduceScratch[1]))
     }
 
     /// The training loop from `startStep`: evaluate at step 0, every `eval_interval` steps and at
