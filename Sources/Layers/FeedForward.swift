@@ -21,27 +21,28 @@ public struct FeedForward: Sendable {
         dropOut = Dropout(p: dropout, site: site + 1)
     }
 
-    /// What forward saves for backward.
+    /// What forward saves for backward: only the pre-activation (and dropout masks); backward
+    /// recomputes the GELU output rather than keeping a second (N, 4C) buffer per block.
     public final class Activations {
         let h: FloatBuffer      // (N, H) before GELU
-        let g: FloatBuffer      // (N, H) after GELU and dropout
         let maskHidden: FloatBuffer
         let maskOut: FloatBuffer
 
         public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
             h = FloatBuffer(count: N * H)
-            g = FloatBuffer(count: N * H)
             maskHidden = FloatBuffer(count: dropout ? N * H : 0)
             maskOut = FloatBuffer(count: dropout ? N * C : 0)
         }
     }
 
-    /// Backward scratch, shareable by every feed-forward block of a model.
+    /// Forward and backward scratch, shareable by every feed-forward block of a model.
     public final class Scratch {
+        let g: FloatBuffer      // (N, H) GELU output after dropout
         let dg: FloatBuffer     // (N, H)
         let dproj: FloatBuffer  // (N, C), only with dropout
 
         public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
+            g = FloatBuffer(count: N * H)
             dg = FloatBuffer(count: N * H)
             dproj = FloatBuffer(count: dropout ? N * C : 0)
         }
@@ -49,14 +50,15 @@ public struct FeedForward: Sendable {
 
     /// x (B, T, C) → out (B, T, C). Row block b belongs to global sample `firstSample + b`.
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
-                        batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
+                        _ scratch: Scratch, batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
                         _ arena: ParameterArena) {
         let N = B * T, H = hidden, C = dim
+        let g = scratch.g.pointer
         cFc.forward(x, acts.h.pointer, rows: N, arena)
-        gelu.forward(acts.h.pointer, acts.g.pointer, count: N * H)
-        dropHidden.forward(acts.g.pointer, acts.g.pointer, mask: acts.maskHidden.pointer, samples: B,
+        gelu.forward(acts.h.pointer, g, count: N * H)
+        dropHidden.forward(g, g, mask: acts.maskHidden.pointer, samples: B,
                            perSample: T * H, firstSample: firstSample, seed: seed, training: training)
-        cProj.forward(acts.g.pointer, out, rows: N, arena)
+        cProj.forward(g, out, rows: N, arena)
         dropOut.forward(out, out, mask: acts.maskOut.pointer, samples: B, perSample: T * C,
                         firstSample: firstSample, seed: seed, training: training)
     }
@@ -71,7 +73,11 @@ public struct FeedForward: Sendable {
             for i in 0 ..< N * C { scratch.dproj[i] = dout[i] * acts.maskOut[i] }
             dp = UnsafePointer(scratch.dproj.pointer)
         }
-        cProj.backward(dp, acts.g.pointer, scratch.dg.pointer, rows: N, arena, accumulateInput: false)
+        // g = drop(gelu(h)), recomputed
+        let g = scratch.g.pointer
+        gelu.forward(acts.h.pointer, g, count: N * H)
+        dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
+        cProj.backward(dp, g, scratch.dg.pointer, rows: N, arena, accumulateInput: false)
         dropHidden.backwardInPlace(scratch.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
         gelu.backwardInPlace(acts.h.pointer, scratch.dg.pointer, count: N * H)
         cFc.backward(scratch.dg.pointer, x, dx, rows: N, arena, accumulateInput: accumulateInput)

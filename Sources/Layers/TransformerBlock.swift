@@ -21,28 +21,30 @@ public struct TransformerBlock: Sendable {
                           site: site + 1, bias: bias)
     }
 
-    /// What forward saves for backward, for one (B, T).
+    /// What forward saves for backward, for one (B, T). The LayerNorm outputs are not kept:
+    /// backward recomputes them from the block's inputs (a cheap pass) into shared scratch.
     public final class Activations {
-        let ln1Out, ln1Mean, ln1Rstd: FloatBuffer
+        let ln1Mean, ln1Rstd: FloatBuffer
         let attnMask: FloatBuffer
         let x1: FloatBuffer              // residual after attention
-        let ln2Out, ln2Mean, ln2Rstd: FloatBuffer
+        let ln2Mean, ln2Rstd: FloatBuffer
         let attn: SelfAttention.Activations
         let mlp: FeedForward.Activations
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead: Int, dropout: Bool) {
             let N = B * T
-            ln1Out = FloatBuffer(count: N * C); ln1Mean = FloatBuffer(count: N); ln1Rstd = FloatBuffer(count: N)
+            ln1Mean = FloatBuffer(count: N); ln1Rstd = FloatBuffer(count: N)
             attnMask = FloatBuffer(count: dropout ? N * C : 0)
             x1 = FloatBuffer(count: N * C)
-            ln2Out = FloatBuffer(count: N * C); ln2Mean = FloatBuffer(count: N); ln2Rstd = FloatBuffer(count: N)
+            ln2Mean = FloatBuffer(count: N); ln2Rstd = FloatBuffer(count: N)
             attn = SelfAttention.Activations(batch: B, time: T, dim: C, nHead: nHead)
             mlp = FeedForward.Activations(rows: N, dim: C, hidden: 4 * C, dropout: dropout)
         }
     }
 
-    /// Backward scratch, one per model: blocks run backward one after another.
+    /// Scratch shared by all blocks of a model: they run one after another.
     public final class Scratch {
+        let lnOut: FloatBuffer           // (N, C) a LayerNorm's output
         let dLn: FloatBuffer             // (N, C) ∂L/∂(ln_k output)
         let dx1: FloatBuffer             // (N, C)
         let dAttnOut: FloatBuffer        // (N, C), only with dropout
@@ -51,6 +53,7 @@ public struct TransformerBlock: Sendable {
 
         public init(batch B: Int, time T: Int, dim C: Int, dropout: Bool) {
             let N = B * T
+            lnOut = FloatBuffer(count: N * C)
             dLn = FloatBuffer(count: N * C)
             dx1 = FloatBuffer(count: N * C)
             dAttnOut = FloatBuffer(count: dropout ? N * C : 0)
@@ -61,17 +64,17 @@ public struct TransformerBlock: Sendable {
 
     /// x (B, T, C) → out (B, T, C); `x` is kept (saved for backward).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
-                        batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
+                        _ scratch: Scratch, batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
                         _ arena: ParameterArena) {
         let N = B * T, C = dim
-        let x1 = acts.x1.pointer
-        ln1.forward(x, acts.ln1Out.pointer, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        attn.forward(acts.ln1Out.pointer, x1, acts.attn, batch: B, time: T, arena)
+        let x1 = acts.x1.pointer, lnOut = scratch.lnOut.pointer
+        ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
+        attn.forward(lnOut, x1, acts.attn, batch: B, time: T, arena)
         attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
                          seed: seed, training: training)
         Kernels.add(x, into: x1, count: N * C)
-        ln2.forward(x1, acts.ln2Out.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
-        mlp.forward(acts.ln2Out.pointer, out, acts.mlp, batch: B, time: T, firstSample: firstSample, seed: seed,
+        ln2.forward(x1, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
+        mlp.forward(lnOut, out, acts.mlp, scratch.mlp, batch: B, time: T, firstSample: firstSample, seed: seed,
                     training: training, arena)
         Kernels.add(x1, into: out, count: N * C)
     }
@@ -81,8 +84,10 @@ public struct TransformerBlock: Sendable {
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, training: Bool,
                          _ arena: ParameterArena) {
         let N = B * T, C = dim
+        let lnOut = scratch.lnOut.pointer
         // MLP branch: out = x1 + mlp(ln2(x1))
-        mlp.backward(dout, acts.ln2Out.pointer, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
+        ln2.forward(acts.x1.pointer, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
+        mlp.backward(dout, lnOut, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
         scratch.dx1.pointer.update(from: dout, count: N * C)
         ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
                      scratch.dx1.pointer, rows: N, arena)
@@ -93,7 +98,8 @@ public struct TransformerBlock: Sendable {
             for i in 0 ..< N * C { scratch.dAttnOut[i] = scratch.dx1[i] * acts.attnMask[i] }
             dAttn = UnsafePointer(scratch.dAttnOut.pointer)
         }
-        attn.backward(dAttn, acts.ln1Out.pointer, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
+        ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
+        attn.backward(dAttn, lnOut, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
         ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx, rows: N, arena)
     }
 }

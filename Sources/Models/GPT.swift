@@ -137,7 +137,7 @@ public final class GPT: LanguageModel {
         embDrop.forward(x0, x0, mask: acts.embMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
                         seed: seed, training: training)
         for (l, block) in blocks.enumerated() {
-            block.forward(acts.residual[l].pointer, acts.residual[l + 1].pointer, acts.blocks[l], batch: B, time: T,
+            block.forward(acts.residual[l].pointer, acts.residual[l + 1].pointer, acts.blocks[l], acts.scratch, batch: B, time: T,
                           firstSample: firstSample, seed: seed, training: training, arena)
         }
         lnF.forward(acts.residual[config.nLayer].pointer, acts.lnFOut.pointer, mean: acts.lnFMean.pointer,

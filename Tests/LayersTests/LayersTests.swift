@@ -204,7 +204,7 @@ final class FeedForwardTests: XCTestCase {
             let scratch = FeedForward.Scratch(rows: B * T, dim: C, hidden: 16, dropout: p > 0)
             let x = FloatBuffer(randomValues(B * T * C, seed: 2))
             gradCheck("FeedForward(p: \(p))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
-                      forward: { ff.forward(x.pointer, $0, acts, batch: B, time: T, firstSample: 3, seed: 1, training: true, arena) },
+                      forward: { ff.forward(x.pointer, $0, acts, scratch, batch: B, time: T, firstSample: 3, seed: 1, training: true, arena) },
                       backward: { ff.backward($0, x.pointer, $1, acts, scratch, rows: B * T, training: true, arena) })
         }
     }
@@ -221,7 +221,7 @@ final class TransformerBlockTests: XCTestCase {
             let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, dropout: p > 0)
             let x = FloatBuffer(randomValues(B * T * C, seed: 2))
             gradCheck("TransformerBlock(p: \(p))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
-                      forward: { block.forward(x.pointer, $0, acts, batch: B, time: T, firstSample: 0, seed: 3, training: true, arena) },
+                      forward: { block.forward(x.pointer, $0, acts, scratch, batch: B, time: T, firstSample: 0, seed: 3, training: true, arena) },
                       backward: { block.backward($0, x.pointer, $1, acts, scratch, batch: B, time: T, training: true, arena) })
         }
     }
