@@ -13,10 +13,9 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_reference import init_nontrivial, sort_metadata  # noqa: E402
+from make_reference import init_nontrivial, write_fixture  # noqa: E402
 from nanogpt import GPT, GPTConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,9 +95,7 @@ def main():
               "n_head": cfg.n_head, "n_embd": cfg.n_embd, "dropout": cfg.dropout, "bias": cfg.bias,
               "gelu": cfg.gelu, "causal": cfg.causal}
     meta = {"config": json.dumps(config)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
-    sort_metadata(args.out)
+    write_fixture(args.out, out, meta)
 
     print(f"loss {loss.item():.6f} (causal attention would give {causal_loss:.6f})")
     print(f"chosen positions {chosen.sum().item()}/{chosen.numel()}: "

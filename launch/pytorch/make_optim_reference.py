@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_reference import sort_metadata  # noqa: E402
+from make_reference import write_fixture  # noqa: E402
 from nanogpt import lr_at  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -158,9 +157,7 @@ def main():
     for k, v in out.items():
         assert v.dtype == torch.float32, k
     meta = {"cases": json.dumps(CASES)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
-    sort_metadata(args.out)
+    write_fixture(args.out, out, meta)
     print(f"wrote {args.out}: {len(out)} tensors, {os.path.getsize(args.out)} bytes")
 
 

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_reference import sort_metadata  # noqa: E402
+from make_reference import write_fixture  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(ROOT, "Tests", "ModelsTests", "Fixtures", "recurrent_reference.safetensors")
@@ -139,9 +138,7 @@ def main():
     for k, v in out.items():
         assert v.dtype in (torch.float32, torch.int64), k
     meta = {"config": json.dumps(cfg)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
-    sort_metadata(args.out)
+    write_fixture(args.out, out, meta)
     print(f"wrote {args.out}: {len(out)} tensors, {os.path.getsize(args.out)} bytes")
 
 

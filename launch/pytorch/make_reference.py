@@ -50,6 +50,13 @@ def sort_metadata(path):
         f.write(text.ljust(n))
 
 
+def write_fixture(path, tensors, meta):
+    """Writes tensors and string metadata as a safetensors file, byte-for-byte reproducibly."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
+    sort_metadata(path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -103,9 +110,7 @@ def main():
     for k, v in out.items():
         assert v.dtype in (torch.float32, torch.int64), k
     meta = {"config": json.dumps(dataclasses.asdict(cfg)), "optimizer": json.dumps(OPT)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
-    sort_metadata(args.out)
+    write_fixture(args.out, out, meta)
 
     print(f"forward loss {out['loss'].item():.6f}")
     print("losses     " + " ".join(f"{x:.4f}" for x in losses))
