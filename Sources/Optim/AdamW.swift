@@ -3,23 +3,18 @@ import Tensors
 import Glibc
 #endif
 
-/// AdamW with bias correction and decoupled weight decay, PyTorch semantics:
-/// `p *= 1 − lr·wd; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
-///  p −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)`.
-public final class AdamW: Optimizer {
+/// What Adam and AdamW share: hyper-parameters, the two moment buffers (each as long as the
+/// arena) and the arena's weight-decay groups. The two optimizers differ only in their update.
+public final class AdamMoments {
     public let beta1: Float
     public let beta2: Float
     public let eps: Float
     public let weightDecay: Float
     public let m: FloatBuffer
     public let v: FloatBuffer
-    public var step = 0
-    public var kind: String { "adamw" }
-    public var state: [(name: String, buffer: FloatBuffer)] { [("exp_avg", m), ("exp_avg_sq", v)] }
     let groups: [(range: Range<Int>, decay: Bool)]
 
-    public init(layout: ParameterLayout, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
-                weightDecay: Float = 0.01, decayPolicy: WeightDecayPolicy = .matrices) {
+    init(layout: ParameterLayout, beta1: Float, beta2: Float, eps: Float, weightDecay: Float, decayPolicy: WeightDecayPolicy) {
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
@@ -29,13 +24,36 @@ public final class AdamW: Optimizer {
         groups = decayPolicy.groups(layout)
     }
 
+    var state: [(name: String, buffer: FloatBuffer)] { [("exp_avg", m), ("exp_avg_sq", v)] }
+
+    /// The bias corrections of update `step`: the step size lr/(1−β1ᵗ) and 1/√(1−β2ᵗ).
+    func correction(step: Int, lr: Double) -> (stepSize: Float, invBc2Sqrt: Float) {
+        let t = Double(step)
+        return (Float(lr / (1 - pow(Double(beta1), t))), Float(1 / (1 - pow(Double(beta2), t)).squareRoot()))
+    }
+}
+
+/// AdamW with bias correction and decoupled weight decay, PyTorch semantics:
+/// `p *= 1 − lr·wd; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+///  p −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)`.
+public final class AdamW: Optimizer {
+    public let moments: AdamMoments
+    public var step = 0
+    public var kind: String { "adamw" }
+    public var state: [(name: String, buffer: FloatBuffer)] { moments.state }
+
+    public init(layout: ParameterLayout, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0.01, decayPolicy: WeightDecayPolicy = .matrices) {
+        moments = AdamMoments(layout: layout, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, decayPolicy: decayPolicy)
+    }
+
     public func update(_ arena: ParameterArena, lr: Double, gradScale: Float = 1) {
         step += 1
-        let c = AdamCorrection(step: step, lr: lr, beta1: beta1, beta2: beta2)
-        let b1 = beta1, b2 = beta2, e = eps, oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2
-        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = m.pointer, vp = v.pointer
-        for group in groups {
-            let decay: Float = group.decay ? Float(1 - lr * Double(weightDecay)) : 1
+        let s = moments, c = s.correction(step: step, lr: lr)
+        let b1 = s.beta1, b2 = s.beta2, e = s.eps, oneMinusB1 = 1 - s.beta1, oneMinusB2 = 1 - s.beta2
+        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
+        for group in s.groups {
+            let decay: Float = group.decay ? Float(1 - lr * Double(s.weightDecay)) : 1
             for i in group.range {
                 let grad = g[i] * gradScale
                 let mi = b1 * mp[i] + oneMinusB1 * grad
@@ -52,35 +70,23 @@ public final class AdamW: Optimizer {
 /// `g += wd·p; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²; p −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)`.
 /// Unlike AdamW, the decay passes through the adaptive scaling.
 public final class Adam: Optimizer {
-    public let beta1: Float
-    public let beta2: Float
-    public let eps: Float
-    public let weightDecay: Float
-    public let m: FloatBuffer
-    public let v: FloatBuffer
+    public let moments: AdamMoments
     public var step = 0
     public var kind: String { "adam" }
-    public var state: [(name: String, buffer: FloatBuffer)] { [("exp_avg", m), ("exp_avg_sq", v)] }
-    let groups: [(range: Range<Int>, decay: Bool)]
+    public var state: [(name: String, buffer: FloatBuffer)] { moments.state }
 
     public init(layout: ParameterLayout, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
                 weightDecay: Float = 0, decayPolicy: WeightDecayPolicy = .matrices) {
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
-        self.weightDecay = weightDecay
-        m = FloatBuffer(count: layout.count)
-        v = FloatBuffer(count: layout.count)
-        groups = decayPolicy.groups(layout)
+        moments = AdamMoments(layout: layout, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, decayPolicy: decayPolicy)
     }
 
     public func update(_ arena: ParameterArena, lr: Double, gradScale: Float = 1) {
         step += 1
-        let c = AdamCorrection(step: step, lr: lr, beta1: beta1, beta2: beta2)
-        let b1 = beta1, b2 = beta2, e = eps, oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2
-        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = m.pointer, vp = v.pointer
-        for group in groups {
-            let wd: Float = group.decay ? weightDecay : 0
+        let s = moments, c = s.correction(step: step, lr: lr)
+        let b1 = s.beta1, b2 = s.beta2, e = s.eps, oneMinusB1 = 1 - s.beta1, oneMinusB2 = 1 - s.beta2
+        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
+        for group in s.groups {
+            let wd: Float = group.decay ? s.weightDecay : 0
             for i in group.range {
                 let grad = g[i] * gradScale + wd * p[i]
                 let mi = b1 * mp[i] + oneMinusB1 * grad
@@ -90,17 +96,5 @@ public final class Adam: Optimizer {
                 p[i] -= c.stepSize * mi / (vi.squareRoot() * c.invBc2Sqrt + e)
             }
         }
-    }
-}
-
-/// Adam's bias corrections for update t: the step size lr/(1−β1ᵗ) and 1/√(1−β2ᵗ).
-struct AdamCorrection {
-    let stepSize: Float
-    let invBc2Sqrt: Float
-
-    init(step: Int, lr: Double, beta1: Float, beta2: Float) {
-        let t = Double(step)
-        stepSize = Float(lr / (1 - pow(Double(beta1), t)))
-        invBc2Sqrt = Float(1 / (1 - pow(Double(beta2), t)).squareRoot())
     }
 }
