@@ -5,6 +5,8 @@ import Tensors
 ///
 /// The causal form works in blocks of query rows: rows [r0, r1) only meet keys [0, r1), so the
 /// products above the diagonal block are never computed (37.5% fewer FLOPs at T = 128).
+/// The attention probabilities are not kept: backward recomputes each block's from q and k
+/// (one more q·kᵀ product) instead of holding B·heads·T² floats per layer.
 public struct SelfAttention: Sendable {
     public let dim: Int
     public let nHead: Int
@@ -27,26 +29,42 @@ public struct SelfAttention: Sendable {
     /// What forward saves for backward, for one (B, T).
     public final class Activations {
         public let qkv: FloatBuffer    // (B, T, 3C)
-        public let att: FloatBuffer    // (B, NH, T, T) softmax probabilities (upper triangle unused when causal)
         public let y: FloatBuffer      // (B, T, C) heads concatenated, before c_proj
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int) {
             qkv = FloatBuffer(count: B * T * 3 * C)
-            att = FloatBuffer(count: B * NH * T * T)
             y = FloatBuffer(count: B * T * C)
         }
     }
 
-    /// Backward scratch, shareable by every attention layer of a model.
+    /// Scratch shareable by every attention layer of a model.
     public final class Scratch {
         let dqkv: FloatBuffer          // (B, T, 3C)
         let dy: FloatBuffer            // (B, T, C)
-        let dAtt: FloatBuffer          // (T, T), one head at a time
+        let probs: FloatBuffer         // (T, T) one head's softmax probabilities
+        let dAtt: FloatBuffer          // (T, T) one head's ∂L/∂scores
 
         public init(batch B: Int, time T: Int, dim C: Int) {
             dqkv = FloatBuffer(count: B * T * 3 * C)
             dy = FloatBuffer(count: B * T * C)
+            probs = FloatBuffer(count: T * T)
             dAtt = FloatBuffer(count: T * T)
+        }
+    }
+
+    /// P[r0..<r1, 0..<keys] = softmax(scale · Q[r0..<r1] · K[0..<keys]ᵀ) of one head, causal rows
+    /// masked (zeros past the diagonal); p has row stride T.
+    @inline(__always)
+    func probabilities(q: UnsafePointer<Float>, k: UnsafePointer<Float>, p: UnsafeMutablePointer<Float>,
+                       block blk: (r0: Int, r1: Int, keys: Int), time T: Int, scale: Float) {
+        let C3 = 3 * dim, hs = dim / nHead
+        sgemm(.none, .transposed, m: blk.r1 - blk.r0, n: blk.keys, k: hs, alpha: scale, a: q + blk.r0 * C3, lda: C3,
+              b: k, ldb: C3, beta: 0, c: p + blk.r0 * T, ldc: T)
+        for t in blk.r0 ..< blk.r1 {
+            let row = p + t * T
+            let len = causal ? t + 1 : T
+            VectorMath.softmax(row, row, len)
+            if len < blk.keys { (row + len).update(repeating: 0, count: blk.keys - len) }
         }
     }
 
@@ -62,7 +80,7 @@ public struct SelfAttention: Sendable {
 
     /// x (B, T, C) → out (B, T, C).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                        _ acts: Activations, batch B: Int, time T: Int, _ arena: ParameterArena) {
+                        _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena) {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         let nBlocks = blockCount(T)
@@ -70,20 +88,12 @@ public struct SelfAttention: Sendable {
         for b in 0 ..< B {
             for h in 0 ..< NH {
                 let q = acts.qkv.pointer + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
-                let p = acts.att.pointer + (b * NH + h) * T * T
+                let p = scratch.probs.pointer
                 let yh = acts.y.pointer + b * T * C + h * hs
                 for i in 0 ..< nBlocks {
                     let blk = block(i, T)
                     let rows = blk.r1 - blk.r0
-                    // S[r0..<r1, 0..<keys] = scale · Q[r0..<r1] · K[0..<keys]ᵀ
-                    sgemm(.none, .transposed, m: rows, n: blk.keys, k: hs, alpha: scale, a: q + blk.r0 * C3, lda: C3,
-                          b: k, ldb: C3, beta: 0, c: p + blk.r0 * T, ldc: T)
-                    for t in blk.r0 ..< blk.r1 {
-                        let row = p + t * T
-                        let len = causal ? t + 1 : T
-                        VectorMath.softmax(row, row, len)
-                        if len < blk.keys { (row + len).update(repeating: 0, count: blk.keys - len) }
-                    }
+                    probabilities(q: q, k: k, p: p, block: blk, time: T, scale: scale)
                     // Y[r0..<r1] = P[r0..<r1, 0..<keys] · V[0..<keys]
                     sgemm(.none, .none, m: rows, n: hs, k: blk.keys, a: p + blk.r0 * T, lda: T, b: v, ldb: C3,
                           beta: 0, c: yh + blk.r0 * C, ldc: C)
@@ -105,7 +115,7 @@ public struct SelfAttention: Sendable {
             for h in 0 ..< NH {
                 let q = acts.qkv.pointer + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
                 let dq = scratch.dqkv.pointer + b * T * C3 + h * hs, dk = dq + C, dv = dq + 2 * C
-                let p = acts.att.pointer + (b * NH + h) * T * T
+                let p = scratch.probs.pointer
                 let dyh = scratch.dy.pointer + b * T * C + h * hs
                 // The last block meets every key: it overwrites dK and dV, earlier blocks add to them.
                 for i in stride(from: nBlocks - 1, through: 0, by: -1) {
@@ -113,6 +123,7 @@ public struct SelfAttention: Sendable {
                     let rows = blk.r1 - blk.r0, n = blk.keys
                     let first: Float = i == nBlocks - 1 ? 0 : 1
                     let pb = p + blk.r0 * T, dpb = dp + blk.r0 * T
+                    probabilities(q: q, k: k, p: p, block: blk, time: T, scale: scale)
                     // dP = dY · Vᵀ ; dV += Pᵀ · dY
                     sgemm(.none, .transposed, m: rows, n: n, k: hs, a: dyh + blk.r0 * C, lda: C, b: v, ldb: C3,
                           beta: 0, c: dpb, ldc: T)

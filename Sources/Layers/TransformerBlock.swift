@@ -69,7 +69,7 @@ public struct TransformerBlock: Sendable {
         let N = B * T, C = dim
         let x1 = acts.x1.pointer, lnOut = scratch.lnOut.pointer
         ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        attn.forward(lnOut, x1, acts.attn, batch: B, time: T, arena)
+        attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena)
         attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
                          seed: seed, training: training)
         Kernels.add(x, into: x1, count: N * C)

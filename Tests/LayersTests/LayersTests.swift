@@ -172,7 +172,7 @@ final class AttentionTests: XCTestCase {
         let scratch = SelfAttention.Scratch(batch: B, time: T, dim: C)
         let x = FloatBuffer(randomValues(B * T * C, seed: 2))
         gradCheck("SelfAttention(causal: \(causal), T: \(T))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
-                  forward: { attn.forward(x.pointer, $0, acts, batch: B, time: T, arena) },
+                  forward: { attn.forward(x.pointer, $0, acts, scratch, batch: B, time: T, arena) },
                   backward: { attn.backward($0, x.pointer, $1, acts, scratch, batch: B, time: T, arena) })
     }
 
@@ -182,11 +182,12 @@ final class AttentionTests: XCTestCase {
         let attn = SelfAttention(&layout, name: "attn", dim: C, nHead: 2, causal: true)
         let arena = randomArena(layout, seed: 3)
         let acts = SelfAttention.Activations(batch: 1, time: T, dim: C, nHead: 2)
+        let scratch = SelfAttention.Scratch(batch: 1, time: T, dim: C)
         let x = FloatBuffer(randomValues(T * C, seed: 4))
         let y1 = FloatBuffer(count: T * C), y2 = FloatBuffer(count: T * C)
-        attn.forward(x.pointer, y1.pointer, acts, batch: 1, time: T, arena)
+        attn.forward(x.pointer, y1.pointer, acts, scratch, batch: 1, time: T, arena)
         for c in 0 ..< C { x[4 * C + c] += 1 }    // change only the last position
-        attn.forward(x.pointer, y2.pointer, acts, batch: 1, time: T, arena)
+        attn.forward(x.pointer, y2.pointer, acts, scratch, batch: 1, time: T, arena)
         XCTAssertEqual(Array(y1.array[0 ..< 4 * C]), Array(y2.array[0 ..< 4 * C]))
         XCTAssertNotEqual(Array(y1.array[(4 * C)...]), Array(y2.array[(4 * C)...]))
     }
