@@ -264,11 +264,12 @@ public final class Trainer {
             evals.first { $0.loss <= level }.map { String(format: "≤%.1f: %@ (step %d)", level, formatDuration($0.wall), $0.step) }
         }
         if !reached.isEmpty { console.line("time to val loss " + reached.joined(separator: ", ")) }
+        let rss = String(format: "peak RSS %.0f MB (rank 0)", peakRSSMegabytes())
         if steadySteps > 0 {
-            console.line(String(format: "done: %d steps in %@, steady %.0f tok/s; weights in %@", lastStep, formatDuration(wall),
-                                Double(steadySteps * G * T) / steadyTime, weightsPath))
+            console.line(String(format: "done: %d steps in %@, steady %.0f tok/s, %@; weights in %@", lastStep, formatDuration(wall),
+                                Double(steadySteps * G * T) / steadyTime, rss, weightsPath))
         } else {
-            console.line("done: \(lastStep) steps in \(formatDuration(wall)); weights in \(weightsPath)")
+            console.line("done: \(lastStep) steps in \(formatDuration(wall)), \(rss); weights in \(weightsPath)")
         }
     }
 
