@@ -60,11 +60,3 @@ void lk_gelu_erf_backward_inplace(const float *restrict x, float *restrict d, in
         d[i] *= cdf + v * pdf;
     }
 }
-
-void lk_exp(const float *restrict x, float *restrict out, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = exp_body(x[i]);
-}
-
-void lk_erf(const float *restrict x, float *restrict out, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = erf_body(x[i]);
-}

@@ -12,15 +12,15 @@ public struct Embedding: Sendable {
         weight = layout.add("\(name).weight", [num, dim])
     }
 
-    /// out[n] = W[ids[n]] (or += when `accumulate`), for n in 0..<count. Ids must be in range.
+    /// out[n] = W[ids[n]], for n in 0..<count. Ids must be in range.
     public func forward(_ ids: UnsafePointer<Int32>, _ out: UnsafeMutablePointer<Float>, count: Int,
-                        accumulate: Bool = false, _ arena: ParameterArena) {
+                        _ arena: ParameterArena) {
         let C = dim, W = arena.param(weight)
         for n in 0 ..< count {
             let id = Int(ids[n])
             precondition(id >= 0 && id < num, "embedding index \(id) out of range 0..<\(num)")
             let src = W + id * C, dst = out + n * C
-            if accumulate { for c in 0 ..< C { dst[c] += src[c] } } else { dst.update(from: src, count: C) }
+            dst.update(from: src, count: C)
         }
     }
 

@@ -7,19 +7,6 @@ public enum Kernels {
         for i in 0 ..< n { y[i] += x[i] }
     }
 
-    /// z[i] = x[i] + y[i]
-    @inlinable @inline(__always)
-    public static func sum(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
-                           into z: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0 ..< n { z[i] = x[i] + y[i] }
-    }
-
-    /// x[i] *= a
-    @inlinable @inline(__always)
-    public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count n: Int) {
-        for i in 0 ..< n { x[i] *= a }
-    }
-
     /// Sum of squares, accumulated in Double in blocks (stable and vectorisable).
     @inlinable
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Double {

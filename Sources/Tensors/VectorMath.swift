@@ -1,4 +1,4 @@
-/// Vectorised transcendental functions on SIMD8<Float> (the hot paths of softmax, GELU and
+/// Vectorised transcendental functions on SIMD8<Float> (the hot paths of softmax and
 /// cross-entropy), accurate to a few ulp, so elementwise kernels stream memory once.
 public enum VectorMath {
     public typealias V = SIMD8<Float>
@@ -23,25 +23,6 @@ public enum VectorMath {
         y = (x + 1).addingProduct(y, x2)
         let k = unsafeBitCast(t, to: SIMD8<UInt32>.self) &- magic.bitPattern   // n as a two's-complement integer
         return y * unsafeBitCast((k &+ 127) &<< 23, to: V.self)
-    }
-
-    /// erf(x) via erfc's Chebyshev fit (fractional error < 1.2e-7): erf = 1 − t·e^(−x² + P(t)),
-    /// t = 1/(1 + |x|/2), sign restored.
-    @inlinable @inline(__always)
-    public static func erf(_ x: V) -> V {
-        let z = x.replacing(with: -x, where: x .< 0)
-        let t = V(repeating: 1) / (V(repeating: 1) + 0.5 * z)
-        var p = V(repeating: -0.82215223).addingProduct(V(repeating: 0.17087277), t)
-        p = V(repeating: 1.48851587).addingProduct(p, t)
-        p = V(repeating: -1.13520398).addingProduct(p, t)
-        p = V(repeating: 0.27886807).addingProduct(p, t)
-        p = V(repeating: -0.18628806).addingProduct(p, t)
-        p = V(repeating: 0.09678418).addingProduct(p, t)
-        p = V(repeating: 0.37409196).addingProduct(p, t)
-        p = V(repeating: 1.00002368).addingProduct(p, t)
-        p = V(repeating: -1.26551223).addingProduct(p, t)
-        let r = V(repeating: 1) - t * exp(p - z * z)
-        return r.replacing(with: -r, where: x .< 0)
     }
 
     /// Loads up to 8 elements (the rest padded with `pad`).

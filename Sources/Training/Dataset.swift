@@ -3,7 +3,6 @@ import Tensors
 
 /// Byte-level tokenizer: token = byte value, vocab 256.
 public enum ByteTokenizer {
-    public static let vocabSize = 256
     public static func encode(_ bytes: Data) -> [Int32] { bytes.map { Int32($0) } }
     public static func encode(_ text: String) -> [Int32] { Array(text.utf8).map { Int32($0) } }
     /// Decodes bytes as UTF-8, replacing invalid sequences.

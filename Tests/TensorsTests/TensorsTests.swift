@@ -119,17 +119,14 @@ final class ArenaTests: XCTestCase {
 }
 
 final class VectorMathTests: XCTestCase {
-    func testExpAndErfMatchTheLibrary() {
-        var worstExp: Float = 0, worstErf: Float = 0
+    func testExpMatchesTheLibrary() {
+        var worstExp: Float = 0
         var x: Float = -20
         while x < 20 {
-            let v = VectorMath.V(repeating: x)
-            worstExp = max(worstExp, abs(VectorMath.exp(v)[0] - Foundation.exp(x)) / Foundation.exp(x))
-            worstErf = max(worstErf, abs(VectorMath.erf(v)[0] - Foundation.erf(x)))
+            worstExp = max(worstExp, abs(VectorMath.exp(VectorMath.V(repeating: x))[0] - Foundation.exp(x)) / Foundation.exp(x))
             x += 0.00731
         }
         XCTAssertLessThan(worstExp, 4e-7, "relative error of exp")
-        XCTAssertLessThan(worstErf, 3e-7, "absolute error of erf")
         XCTAssertEqual(VectorMath.exp(VectorMath.V(repeating: -200))[0], 0, accuracy: 1e-37)
     }
 

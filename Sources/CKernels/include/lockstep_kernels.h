@@ -10,7 +10,4 @@
 void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 /* d[i] *= Φ(x[i]) + x[i]·φ(x[i])  (the erf GELU's derivative), in place */
 void lk_gelu_erf_backward_inplace(const float *x, float *d, int64_t n);
-/* e^x and erf(x) elementwise (for tests of the scalar bodies) */
-void lk_exp(const float *x, float *out, int64_t n);
-void lk_erf(const float *x, float *out, int64_t n);
 #endif
