@@ -11,39 +11,25 @@ import Layers
 /// and 10 AdamW steps with clipping and warmup + cosine) against the committed fixture.
 final class PyTorchReferenceTests: XCTestCase {
     struct Fixture {
-        let tensors: [String: SafeTensor]
+        let file: ReferenceFixture
         let config: GPTConfig
         let optimizer: [String: Any]
+        var tensors: [String: SafeTensor] { file.tensors }
     }
 
     func loadFixture() throws -> Fixture {
-        let url = try XCTUnwrap(Bundle.module.url(forResource: "gpt_reference", withExtension: "safetensors", subdirectory: "Fixtures"))
-        let (tensors, meta) = try SafeTensors.read(path: url.path)
-        let c = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(meta["config"]).utf8)) as? [String: Any])
-        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(meta["optimizer"]).utf8)) as? [String: Any])
+        let file = try ReferenceFixture("gpt_reference")
+        let c = try file.json("config")
         let config = GPTConfig(vocabSize: c["vocab_size"] as! Int, blockSize: c["block_size"] as! Int, nLayer: c["n_layer"] as! Int,
                                nHead: c["n_head"] as! Int, nEmbd: c["n_embd"] as! Int, dropout: 0,
                                gelu: GELU(rawValue: c["gelu"] as! String)!, bias: c["bias"] as! Bool)
-        return Fixture(tensors: tensors, config: config, optimizer: o)
+        return Fixture(file: file, config: config, optimizer: try file.json("optimizer"))
     }
 
     func model(_ f: Fixture, batch: Int, prefix: String = "param.") throws -> GPT {
         let gpt = GPT(config: f.config, maxBatch: batch)
-        var params: [String: SafeTensor] = [:]
-        for (k, v) in f.tensors where k.hasPrefix(prefix) { params[String(k.dropFirst(prefix.count))] = v }
-        try Weights.assign(params, source: "fixture", into: gpt.arena)
+        try f.file.assign(prefix: prefix, into: gpt.arena)
         return gpt
-    }
-
-    /// Splits (B, T+1) token rows into inputs and shifted targets.
-    func split(_ rows: [Int64], batch B: Int, time T: Int) -> (inputs: [Int32], targets: [Int32]) {
-        var inputs: [Int32] = [], targets: [Int32] = []
-        for b in 0 ..< B {
-            let row = rows[(b * (T + 1)) ..< ((b + 1) * (T + 1))].map { Int32($0) }
-            inputs += row.dropLast()
-            targets += row.dropFirst()
-        }
-        return (inputs, targets)
     }
 
     func testLogitsLossAndGradients() throws {
@@ -52,7 +38,7 @@ final class PyTorchReferenceTests: XCTestCase {
         let tokens = try XCTUnwrap(f.tensors["tokens"])
         let B = tokens.shape[0]
         let gpt = try model(f, batch: B)
-        let (inputs, targets) = split(tokens.ints, batch: B, time: T)
+        let (inputs, targets) = splitRows(tokens.ints, batch: B, time: T)
         let r = inputs.withUnsafeBufferPointer { i in
             targets.withUnsafeBufferPointer { t in
                 gpt.forward(tokens: i.baseAddress!, targets: t.baseAddress!, batch: B, time: T, firstSample: 0, seed: 0, training: true)
@@ -66,11 +52,7 @@ final class PyTorchReferenceTests: XCTestCase {
 
         gpt.arena.gradients.zero()
         gpt.backward(lossScale: 1 / Float(r.count))
-        for e in gpt.arena.layout.entries {
-            let mine = Array(UnsafeBufferPointer(start: gpt.arena.gradients.pointer + e.offset, count: e.count))
-            let ref = try XCTUnwrap(f.tensors["grad.\(e.name)"]).floats
-            XCTAssertLessThan(relativeError(mine, ref), 1e-4, "gradient of \(e.name)")
-        }
+        try f.file.assertGradients(gpt.arena, prefix: "grad.")
     }
 
     func testTenAdamWStepsWithClippingAndWarmupCosine() throws {
@@ -92,7 +74,7 @@ final class PyTorchReferenceTests: XCTestCase {
         XCTAssert(refNorms.contains { $0 > 1 }, "the fixture exercises clipping")
         let stride = B * (T + 1)
         for s in 0 ..< steps {
-            let (inputs, targets) = split(Array(batches.ints[(s * stride) ..< ((s + 1) * stride)]), batch: B, time: T)
+            let (inputs, targets) = splitRows(Array(batches.ints[(s * stride) ..< ((s + 1) * stride)]), batch: B, time: T)
             gpt.arena.gradients.zero()
             var lossSum = 0.0, count = 0
             for m in 0 ..< 2 {
