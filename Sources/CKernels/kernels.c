@@ -52,11 +52,12 @@ void lk_gelu_erf_forward(const float *restrict x, float *restrict out, int64_t n
     }
 }
 
-void lk_gelu_erf_backward_inplace(const float *restrict x, float *restrict d, int64_t n) {
+void lk_gelu_erf_forward_derivative(float *restrict x, float *restrict out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
         float cdf = 0.5f * (1.0f + erf_body(v * 0.70710678118654752f));
         float pdf = 0.39894228040143268f * exp_body(-0.5f * v * v);
-        d[i] *= cdf + v * pdf;
+        out[i] = v * cdf;
+        x[i] = cdf + v * pdf;
     }
 }

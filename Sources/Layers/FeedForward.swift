@@ -22,7 +22,8 @@ public struct FeedForward: Sendable {
     }
 
     /// What forward saves for backward: only the pre-activation (and dropout masks); backward
-    /// recomputes the GELU output rather than keeping a second (N, 4C) buffer per block.
+    /// recomputes the GELU output rather than keeping a second (N, 4C) buffer per block, and
+    /// replaces `h` by the GELU's derivative as it goes (backward consumes the activations).
     public final class Activations {
         let h: FloatBuffer      // (N, H) before GELU
         let maskHidden: FloatBuffer
@@ -73,13 +74,13 @@ public struct FeedForward: Sendable {
             for i in 0 ..< N * C { scratch.dproj[i] = dout[i] * acts.maskOut[i] }
             dp = UnsafePointer(scratch.dproj.pointer)
         }
-        // g = drop(gelu(h)), recomputed
-        let g = scratch.g.pointer
-        gelu.forward(acts.h.pointer, g, count: N * H)
+        // g = drop(gelu(h)) recomputed, and h ← gelu'(h) in the same pass
+        let g = scratch.g.pointer, h = acts.h.pointer
+        gelu.forwardReplacingWithDerivative(h, g, count: N * H)
         dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
         cProj.backward(dp, g, scratch.dg.pointer, rows: N, arena, accumulateInput: false)
         dropHidden.backwardInPlace(scratch.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
-        gelu.backwardInPlace(acts.h.pointer, scratch.dg.pointer, count: N * H)
+        Kernels.multiply(scratch.dg.pointer, by: h, count: N * H)
         cFc.backward(scratch.dg.pointer, x, dx, rows: N, arena, accumulateInput: accumulateInput)
     }
 }

@@ -25,19 +25,22 @@ public enum GELU: String, Codable, Sendable {
         }
     }
 
-    /// d[i] = gelu'(x[i]) · d[i], in place: the gradient w.r.t. the GELU output becomes the
-    /// gradient w.r.t. its input.
-    public func backwardInPlace(_ x: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, count n: Int) {
+    /// out[i] = gelu(x[i]), and x[i] replaced by gelu'(x[i]): what backward needs from the
+    /// pre-activation (the output for the next layer's weight gradient, the derivative for the
+    /// chain rule) in one pass, sharing the erf. `x` is consumed.
+    public func forwardReplacingWithDerivative(_ x: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                                               count n: Int) {
         switch self {
         case .erf:
-            lk_gelu_erf_backward_inplace(x, d, Int64(n))
+            lk_gelu_erf_forward_derivative(x, out, Int64(n))
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]
                 let u = Self.sqrt2OverPi * (v + 0.044715 * v * v * v)
                 let t = tanhf(u)
                 let du = Self.sqrt2OverPi * (1 + 3 * 0.044715 * v * v)
-                d[i] *= 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du
+                out[i] = 0.5 * v * (1 + t)
+                x[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du
             }
         }
     }

@@ -28,9 +28,14 @@ public struct Linear: Sendable {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows N: Int,
                         _ arena: ParameterArena) {
         let I = inFeatures, O = outFeatures
+        // y starts as the bias rows and the GEMM adds x·Wᵀ (one pass over y instead of three).
+        if let bias {
+            Kernels.fillRows(arena.param(bias), into: y, rows: N, cols: O)
+        } else {
+            y.update(repeating: 0, count: N * O)
+        }
         sgemm(.none, .transposed, m: N, n: O, k: I, a: x, lda: I, b: arena.param(weight), ldb: I,
-              beta: 0, c: y, ldc: O)
-        if let bias { Kernels.addRowBias(arena.param(bias), into: y, rows: N, cols: O) }
+              beta: 1, c: y, ldc: O)
     }
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W

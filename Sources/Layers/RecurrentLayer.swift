@@ -79,9 +79,9 @@ public struct RecurrentLayer: Sendable {
                         h0: UnsafePointer<Float>? = nil, c0: UnsafePointer<Float>? = nil) {
         let H = hidden, G = cell.gates * H
         let xi = acts.xi.pointer, hh = acts.hh.pointer, act = acts.act.pointer, h = acts.h.pointer, hp = acts.hPrev.pointer
+        Kernels.fillRows(arena.param(biasIH), into: xi, rows: B * T, cols: G)
         sgemm(.none, .transposed, m: B * T, n: G, k: input, a: x, lda: input, b: arena.param(weightIH), ldb: input,
-              beta: 0, c: xi, ldc: G)
-        Kernels.addRowBias(arena.param(biasIH), into: xi, rows: B * T, cols: G)
+              beta: 1, c: xi, ldc: G)
         let bhh = arena.param(biasHH)
         if cell == .lstm {
             if let c0 { acts.c0.pointer.update(from: c0, count: B * H) } else { acts.c0.zero() }

@@ -51,13 +51,13 @@ public struct TransformerBlock: Sendable {
         let attn: SelfAttention.Scratch
         let mlp: FeedForward.Scratch
 
-        public init(batch B: Int, time T: Int, dim C: Int, dropout: Bool) {
+        public init(batch B: Int, time T: Int, dim C: Int, nHead: Int, dropout: Bool) {
             let N = B * T
             lnOut = FloatBuffer(count: N * C)
             dLn = FloatBuffer(count: N * C)
             dx1 = FloatBuffer(count: N * C)
             dAttnOut = FloatBuffer(count: dropout ? N * C : 0)
-            attn = SelfAttention.Scratch(batch: B, time: T, dim: C)
+            attn = SelfAttention.Scratch(batch: B, time: T, dim: C, nHead: nHead)
             mlp = FeedForward.Scratch(rows: N, dim: C, hidden: 4 * C, dropout: dropout)
         }
     }

@@ -92,7 +92,7 @@ public final class GPT: LanguageModel {
                 TransformerBlock.Activations(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead,
                                              dropout: dropout)
             }
-            scratch = TransformerBlock.Scratch(batch: batch, time: config.blockSize, dim: C, dropout: dropout)
+            scratch = TransformerBlock.Scratch(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead, dropout: dropout)
             lnFOut = FloatBuffer(count: N * C); lnFMean = FloatBuffer(count: N); lnFRstd = FloatBuffer(count: N)
             logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V)
             dLnF = FloatBuffer(count: N * C)

@@ -11,6 +11,10 @@ public enum Transpose: Sendable {
 ///
 /// `op(A)` is M×K, `op(B)` is K×N, `C` is M×N. Leading dimensions are row strides of the
 /// matrices as stored (so strided views into wider buffers work directly).
+///
+/// With `beta == 0`, C is cleared here and OpenBLAS is called with beta 1: its own beta pass
+/// clears C with a scalar loop (≈ 6% of a training step on the default model), memset is
+/// several times faster. C must not alias A or B (it never does here).
 @inline(__always)
 public func sgemm(_ transA: Transpose, _ transB: Transpose,
                   m: Int, n: Int, k: Int,
@@ -19,6 +23,11 @@ public func sgemm(_ transA: Transpose, _ transB: Transpose,
                   b: UnsafePointer<Float>, ldb: Int,
                   beta: Float = 0,
                   c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var beta = beta
+    if beta == 0 {
+        Kernels.clearRows(c, rows: m, cols: n, stride: ldc)
+        beta = 1
+    }
     cblas_sgemm(CblasRowMajor, transA.cblas, transB.cblas,
                 Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -7,6 +7,12 @@ public enum Kernels {
         for i in 0 ..< n { y[i] += x[i] }
     }
 
+    /// y[i] *= x[i]
+    @inlinable @inline(__always)
+    public static func multiply(_ y: UnsafeMutablePointer<Float>, by x: UnsafePointer<Float>, count n: Int) {
+        for i in 0 ..< n { y[i] *= x[i] }
+    }
+
     /// Sum of squares, accumulated in Double in blocks (stable and vectorisable).
     @inlinable
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Double {
@@ -30,14 +36,21 @@ public enum Kernels {
         return total
     }
 
-    /// Bias add across rows: out[r, c] += bias[c].
+    /// out[r, c] = 0 for r < rows, c < cols, rows `stride` floats apart.
     @inlinable @inline(__always)
-    public static func addRowBias(_ bias: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                                  rows: Int, cols: Int) {
-        for r in 0 ..< rows {
-            let row = out + r * cols
-            for c in 0 ..< cols { row[c] += bias[c] }
+    public static func clearRows(_ out: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int) {
+        if stride == cols {
+            out.update(repeating: 0, count: rows * cols)
+        } else {
+            for r in 0 ..< rows { (out + r * stride).update(repeating: 0, count: cols) }
         }
+    }
+
+    /// Every row of `out` (rows × cols) set to `row`: the start of `x·Wᵀ + b` before the GEMM adds.
+    @inlinable @inline(__always)
+    public static func fillRows(_ row: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                rows: Int, cols: Int) {
+        for r in 0 ..< rows { (out + r * cols).update(from: row, count: cols) }
     }
 
     /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].

@@ -111,7 +111,14 @@ final class GELUTests: XCTestCase {
             let x = FloatBuffer(randomValues(40, seed: 3, std: 2))
             gradCheck("GELU \(kind)", arena: arena, input: x, outputCount: 40, eps: 1e-3,
                       forward: { kind.forward(x.pointer, $0, count: 40) },
-                      backward: { dy, dx in dx.update(from: dy, count: 40); kind.backwardInPlace(x.pointer, dx, count: 40) })
+                      backward: { dy, dx in
+                          // the derivative replaces its input: work on a copy
+                          let h = FloatBuffer(x.array), g = FloatBuffer(count: 40), y = FloatBuffer(count: 40)
+                          kind.forwardReplacingWithDerivative(h.pointer, g.pointer, count: 40)
+                          kind.forward(x.pointer, y.pointer, count: 40)
+                          XCTAssertEqual(g.array, y.array, "\(kind): the recomputed output is the forward's")
+                          for i in 0 ..< 40 { dx[i] = dy[i] * h[i] }
+                      })
         }
     }
 }
@@ -159,19 +166,24 @@ final class DropoutTests: XCTestCase {
 final class AttentionTests: XCTestCase {
     func testCausalGradients() { check(causal: true, T: 4) }
     func testBidirectionalGradients() { check(causal: false, T: 4) }
-    /// Longer than one block of query rows, with a partial last block.
-    func testCausalGradientsAcrossRowBlocks() { check(causal: true, T: SelfAttention.rowBlock + 5) }
+    /// Several blocks of query rows with a partial last one, head size 3 (the plain loops).
+    func testCausalGradientsAcrossRowBlocks() { check(causal: true, T: 11) }
+    /// Head size 8 and 24: the eight-lane paths, keys past one 16-wide step.
+    func testGradientsWithVectorHeads() {
+        check(causal: true, T: 19, C: 16)
+        check(causal: false, T: 9, C: 16)
+        check(causal: true, T: 7, C: 48, B: 1)
+    }
 
-    func check(causal: Bool, T: Int) {
-        let B = 2, C = 6
+    func check(causal: Bool, T: Int, C: Int = 6, B: Int = 2) {
         var layout = ParameterLayout()
         let attn = SelfAttention(&layout, name: "attn", dim: C, nHead: 2, causal: causal)
         XCTAssertEqual(layout.entries.map(\.name), ["attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias"])
         let arena = randomArena(layout, seed: 1, std: 0.4)
         let acts = SelfAttention.Activations(batch: B, time: T, dim: C, nHead: 2)
-        let scratch = SelfAttention.Scratch(batch: B, time: T, dim: C)
+        let scratch = SelfAttention.Scratch(batch: B, time: T, dim: C, nHead: 2)
         let x = FloatBuffer(randomValues(B * T * C, seed: 2))
-        gradCheck("SelfAttention(causal: \(causal), T: \(T))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
+        gradCheck("SelfAttention(causal: \(causal), T: \(T), C: \(C))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
                   forward: { attn.forward(x.pointer, $0, acts, scratch, batch: B, time: T, arena) },
                   backward: { attn.backward($0, x.pointer, $1, acts, scratch, batch: B, time: T, arena) })
     }
@@ -182,7 +194,7 @@ final class AttentionTests: XCTestCase {
         let attn = SelfAttention(&layout, name: "attn", dim: C, nHead: 2, causal: true)
         let arena = randomArena(layout, seed: 3)
         let acts = SelfAttention.Activations(batch: 1, time: T, dim: C, nHead: 2)
-        let scratch = SelfAttention.Scratch(batch: 1, time: T, dim: C)
+        let scratch = SelfAttention.Scratch(batch: 1, time: T, dim: C, nHead: 2)
         let x = FloatBuffer(randomValues(T * C, seed: 4))
         let y1 = FloatBuffer(count: T * C), y2 = FloatBuffer(count: T * C)
         attn.forward(x.pointer, y1.pointer, acts, scratch, batch: 1, time: T, arena)
@@ -219,7 +231,7 @@ final class TransformerBlockTests: XCTestCase {
             let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 2, causal: true, gelu: .erf, dropout: p, site: 20)
             let arena = randomArena(layout, seed: 1)
             let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0)
-            let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, dropout: p > 0)
+            let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0)
             let x = FloatBuffer(randomValues(B * T * C, seed: 2))
             gradCheck("TransformerBlock(p: \(p))", arena: arena, input: x, outputCount: B * T * C, eps: 5e-3,
                       forward: { block.forward(x.pointer, $0, acts, scratch, batch: B, time: T, firstSample: 0, seed: 3, training: true, arena) },

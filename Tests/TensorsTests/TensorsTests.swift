@@ -146,14 +146,75 @@ final class VectorMathTests: XCTestCase {
 final class CKernelsTests: XCTestCase {
     func testGELUKernelsMatchTheDefinition() {
         let x = randomValues(1003, seed: 5, std: 3)
-        var out = [Float](repeating: 0, count: x.count), d = [Float](repeating: 1, count: x.count)
+        var out = [Float](repeating: 0, count: x.count), out2 = out, d = x
         lk_gelu_erf_forward(x, &out, Int64(x.count))
-        lk_gelu_erf_backward_inplace(x, &d, Int64(x.count))
+        lk_gelu_erf_forward_derivative(&d, &out2, Int64(x.count))
+        XCTAssertEqual(out, out2, "both kernels compute the same GELU")
         for i in x.indices {
             let v = Double(x[i])
             let cdf = 0.5 * (1 + Foundation.erf(v / 2.0.squareRoot()))
             XCTAssertEqual(Double(out[i]), v * cdf, accuracy: 2e-6 * max(1, abs(v)))
             XCTAssertEqual(Double(d[i]), cdf + v * Foundation.exp(-0.5 * v * v) / (2 * Double.pi).squareRoot(), accuracy: 2e-6)
         }
+    }
+}
+
+/// The attention kernels against a double-precision reference written from the definitions,
+/// over head sizes that take the plain and the eight-lane paths and lengths with partial blocks.
+final class AttentionKernelTests: XCTestCase {
+    func testForwardAndBackwardMatchTheDefinition() {
+        for (T, hs) in [(1, 8), (5, 3), (16, 32), (37, 24), (128, 32)] {
+            for causal in [true, false] { check(T: T, hs: hs, causal: causal) }
+        }
+    }
+
+    func check(T: Int, hs: Int, causal: Bool) {
+        let ld = 3 * hs + 5   // q, k, v side by side in wider rows, as in the fused qkv buffer
+        let qkv = randomValues(T * ld, seed: UInt64(T * 100 + hs), std: 1.5)
+        let dy = randomValues(T * hs, seed: UInt64(T + hs), std: 1)
+        let scale = 1 / Float(hs).squareRoot()
+        var y = [Float](repeating: 0, count: T * hs)
+        var dqkv = [Float](repeating: .nan, count: T * ld)
+        var work = [Float](repeating: .nan, count: Int(lk_attention_work_size(Int64(T), Int64(hs))))
+        qkv.withUnsafeBufferPointer { p in
+            let q = p.baseAddress!
+            lk_attention_forward(q, q + hs, q + 2 * hs, Int64(ld), &y, Int64(hs), Int64(T), Int64(hs), causal ? 1 : 0,
+                                 scale, &work)
+            dqkv.withUnsafeMutableBufferPointer { d in
+                let dq = d.baseAddress!
+                lk_attention_backward(q, q + hs, q + 2 * hs, Int64(ld), dy, Int64(hs), dq, dq + hs, dq + 2 * hs, Int64(ld),
+                                      Int64(T), Int64(hs), causal ? 1 : 0, scale, &work)
+            }
+        }
+        func at(_ t: Int, _ part: Int, _ d: Int) -> Double { Double(qkv[t * ld + part * hs + d]) }
+        var refY = [Double](repeating: 0, count: T * hs)
+        var refD = [[Double]](repeating: [Double](repeating: 0, count: T * hs), count: 3)
+        for t in 0 ..< T {
+            let keys = causal ? t + 1 : T
+            var s = (0 ..< keys).map { j in (0 ..< hs).reduce(0.0) { $0 + at(t, 0, $1) * at(j, 1, $1) } * Double(scale) }
+            let m = s.max()!
+            s = s.map { Foundation.exp($0 - m) }
+            let z = s.reduce(0, +)
+            let p = s.map { $0 / z }
+            for d in 0 ..< hs { refY[t * hs + d] = (0 ..< keys).reduce(0.0) { $0 + p[$1] * at($1, 2, d) } }
+            let dp = (0 ..< keys).map { j in (0 ..< hs).reduce(0.0) { $0 + Double(dy[t * hs + $1]) * at(j, 2, $1) } }
+            let dot = zip(p, dp).reduce(0.0) { $0 + $1.0 * $1.1 }
+            for j in 0 ..< keys {
+                let ds = p[j] * (dp[j] - dot) * Double(scale)
+                for d in 0 ..< hs {
+                    refD[0][t * hs + d] += ds * at(j, 1, d)
+                    refD[1][j * hs + d] += ds * at(t, 0, d)
+                    refD[2][j * hs + d] += p[j] * Double(dy[t * hs + d])
+                }
+            }
+        }
+        let label = "T \(T) hs \(hs) causal \(causal)"
+        assertClose(y, refY.map { Float($0) }, relative: 1e-5, "\(label): y")
+        for part in 0 ..< 3 {
+            let got = (0 ..< T * hs).map { dqkv[($0 / hs) * ld + part * hs + $0 % hs] }
+            assertClose(got, refD[part].map { Float($0) }, relative: 1e-5, "\(label): d\(["q", "k", "v"][part])")
+        }
+        // the kernels write only their own columns
+        for t in 0 ..< T { XCTAssert(dqkv[t * ld + 3 * hs ..< t * ld + ld].allSatisfy(\.isNaN), "\(label): row \(t) padding") }
     }
 }

@@ -8,6 +8,19 @@
 
 /* out[i] = 0.5·x·(1 + erf(x/√2)) */
 void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
-/* d[i] *= Φ(x[i]) + x[i]·φ(x[i])  (the erf GELU's derivative), in place */
-void lk_gelu_erf_backward_inplace(const float *x, float *d, int64_t n);
+/* out[i] = gelu(x[i]) and x[i] replaced by gelu'(x[i]): backward's recomputation in one pass */
+void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
+
+/*
+ * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
+ * stride ld; `work` holds lk_attention_work_size(T, hs) floats. causal: query t meets keys ≤ t.
+ */
+int64_t lk_attention_work_size(int64_t T, int64_t hs);
+/* y (row stride ldy) = softmax(scale · q·kᵀ) · v */
+void lk_attention_forward(const float *q, const float *k, const float *v, int64_t ld, float *y, int64_t ldy,
+                          int64_t T, int64_t hs, int causal, float scale, float *work);
+/* dq, dk, dv (row stride ldd, overwritten) from dy (row stride lddy); probabilities recomputed */
+void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *dy,
+                           int64_t lddy, float *dq, float *dk, float *dv, int64_t ldd, int64_t T, int64_t hs,
+                           int causal, float scale, float *work);
 #endif
