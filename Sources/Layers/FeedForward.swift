@@ -38,13 +38,11 @@ public struct FeedForward: Sendable {
 
     /// Forward and backward scratch, shareable by every feed-forward block of a model.
     public final class Scratch {
-        let g: FloatBuffer      // (N, H) GELU output after dropout
-        let dg: FloatBuffer     // (N, H)
+        let g: FloatBuffer      // (N, H) GELU output after dropout; in backward, then its gradient
         let dproj: FloatBuffer  // (N, C), only with dropout
 
         public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
             g = FloatBuffer(count: N * H)
-            dg = FloatBuffer(count: N * H)
             dproj = FloatBuffer(count: dropout ? N * C : 0)
         }
     }
@@ -78,9 +76,10 @@ public struct FeedForward: Sendable {
         let g = scratch.g.pointer, h = acts.h.pointer
         gelu.forwardReplacingWithDerivative(h, g, count: N * H)
         dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
-        cProj.backward(dp, g, scratch.dg.pointer, rows: N, arena, accumulateInput: false)
-        dropHidden.backwardInPlace(scratch.dg.pointer, mask: acts.maskHidden.pointer, count: N * H, training: training)
-        Kernels.multiply(scratch.dg.pointer, by: h, count: N * H)
-        cFc.backward(scratch.dg.pointer, x, dx, rows: N, arena, accumulateInput: accumulateInput)
+        // ∂L/∂g overwrites g: Linear.backward has finished reading its input when it writes dx.
+        cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false)
+        dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
+        Kernels.multiply(g, by: h, count: N * H)
+        cFc.backward(g, x, dx, rows: N, arena, accumulateInput: accumulateInput)
     }
 }

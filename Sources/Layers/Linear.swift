@@ -40,6 +40,7 @@ public struct Linear: Sendable {
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W
     /// (or dx = dy·W when `accumulateInput` is false, which saves zeroing dx first).
+    /// With `accumulateInput` false, dx may be the memory of x: x is read completely first.
     public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true) {
         let I = inFeatures, O = outFeatures

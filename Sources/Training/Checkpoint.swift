@@ -79,13 +79,6 @@ public enum Checkpoint {
     public static func write(_ trainer: Trainer, step: Int, metrics: [String], root: String) throws -> String {
         let arena = trainer.model.arena
         let config = trainer.config
-        let model = Weights.encode(arena, config: config, step: step)
-        let optimizer = encodeOptimizer(trainer.optimizer, layout: arena.layout,
-                                        streamState: trainer.stateful == nil ? nil : trainer.streamState,
-                                        streams: config.batch.globalBatch)
-        let state = CheckpointState(step: step, config: config, configSHA256: SHA256.hex(SHA256.hash(Array(config.canonicalJSON().utf8))),
-                                    worldSize: trainer.comm.size, nextSample: step * config.batch.globalBatch, metrics: metrics,
-                                    files: [modelFile: SHA256.hex(SHA256.hash(model)), optimizerFile: SHA256.hex(SHA256.hash(optimizer))]).sealed()
         let name = directoryName(step: step)
         let fm = FileManager.default
         let final = "\(root)/\(name)"
@@ -94,8 +87,16 @@ public enum Checkpoint {
             try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
             try? fm.removeItem(atPath: tmp)
             try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-            try writeSynced(model, to: "\(tmp)/\(modelFile)")
-            try writeSynced(optimizer, to: "\(tmp)/\(optimizerFile)")
+            // One file's bytes in memory at a time: encode, hash, write, release.
+            let modelHash = try writeHashed(Weights.encode(arena, config: config, step: step), to: "\(tmp)/\(modelFile)")
+            let optimizerHash = try writeHashed(encodeOptimizer(trainer.optimizer, layout: arena.layout,
+                                                                streamState: trainer.stateful == nil ? nil : trainer.streamState,
+                                                                streams: config.batch.globalBatch),
+                                                to: "\(tmp)/\(optimizerFile)")
+            let state = CheckpointState(step: step, config: config,
+                                        configSHA256: SHA256.hex(SHA256.hash(Array(config.canonicalJSON().utf8))),
+                                        worldSize: trainer.comm.size, nextSample: step * config.batch.globalBatch,
+                                        metrics: metrics, files: [modelFile: modelHash, optimizerFile: optimizerHash]).sealed()
             try writeSynced(state.encoded(), to: "\(tmp)/\(stateFile)")
             try syncDirectory(tmp)
             if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
@@ -113,17 +114,17 @@ public enum Checkpoint {
 
     /// The optimizer's state by name, and (stateful training) the streams' carried state.
     static func encodeOptimizer(_ opt: Optimizer, layout: ParameterLayout, streamState: FloatBuffer?, streams: Int) -> Data {
-        var tensors: [(name: String, tensor: SafeTensor)] = []
+        var views: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)] = []
         if let streamState {
-            tensors.append((streamStateName, SafeTensor(shape: [streams, streamState.count / streams], floats: streamState.array)))
+            views.append((streamStateName, [streams, streamState.count / streams],
+                          UnsafeBufferPointer(start: streamState.pointer, count: streamState.count)))
         }
         for (prefix, buffer) in opt.state {
             for e in layout.entries {
-                tensors.append(("\(prefix).\(e.name)", SafeTensor(shape: e.shape,
-                    floats: Array(UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count)))))
+                views.append(("\(prefix).\(e.name)", e.shape, UnsafeBufferPointer(start: buffer.pointer + e.offset, count: e.count)))
             }
         }
-        return SafeTensors.encode(tensors, metadata: ["format": "lockstep-optimizer", "kind": opt.kind,
+        return SafeTensors.encode(views: views, metadata: ["format": "lockstep-optimizer", "kind": opt.kind,
                                                       "state": opt.state.map(\.name).joined(separator: ","), "step": "\(opt.step)"])
     }
 
@@ -232,6 +233,12 @@ public enum Checkpoint {
 
     static func posixError(_ what: String) -> CheckpointError {
         CheckpointError("\(what): \(String(cString: strerror(errno)))")
+    }
+
+    /// Writes a new file, fsyncs it and returns the SHA-256 (hex) of its bytes.
+    static func writeHashed(_ data: Data, to path: String) throws -> String {
+        try writeSynced(data, to: path)
+        return SHA256.hex(SHA256.hash(data))
     }
 
     /// Writes a new file and fsyncs it.

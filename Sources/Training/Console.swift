@@ -46,6 +46,18 @@ public final class Console {
 }
 
 /// `1m05s`, `12.3s`.
+/// An integer with thousands separators ("842,496"), without the locale machinery (ICU data)
+/// that `formatted()` loads into every rank.
+public func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, ch) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(ch)
+    }
+    return n < 0 ? "-" + out : out
+}
+
 public func formatDuration(_ s: Double) -> String {
     if s >= 60 { return "\(Int(s) / 60)m\(String(format: "%02d", Int(s) % 60))s" }
     return String(format: "%.1fs", s)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// SHA-256 (FIPS 180-4), for config and data agreement between ranks and checkpoint checksums.
 public struct SHA256 {
     private var h: [UInt32] = [0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19]
@@ -22,6 +24,13 @@ public struct SHA256 {
     public static func hash<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
         var s = SHA256()
         s.update(Array(bytes))
+        return s.finalize()
+    }
+
+    /// Hash of a Data's bytes, read in place.
+    public static func hash(_ data: Data) -> [UInt8] {
+        var s = SHA256()
+        data.withUnsafeBytes { s.update($0) }
         return s.finalize()
     }
 

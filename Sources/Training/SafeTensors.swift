@@ -28,23 +28,9 @@ public struct SafeTensorsError: Error, CustomStringConvertible, Equatable {
 public enum SafeTensors {
     /// Encodes named tensors in the given order with string metadata.
     public static func encode(_ tensors: [(name: String, tensor: SafeTensor)], metadata: [String: String] = [:]) -> Data {
-        var header = "{"
-        var parts: [String] = []
-        if !metadata.isEmpty {
-            let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
-            parts.append("\"__metadata__\":{\(meta.joined(separator: ","))}")
-        }
-        var offset = 0
-        for (name, t) in tensors {
-            let size = (t.dtype == .f32 ? t.floats.count : t.ints.count) * (t.dtype == .i64 ? 8 : 4)
-            parts.append("\(jsonString(name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
-            offset += size
-        }
-        header += parts.joined(separator: ",") + "}"
-        while (8 + header.utf8.count) % 8 != 0 { header += " " }
-        var data = Data(capacity: 8 + header.utf8.count + offset)
-        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: Array(header.utf8))
+        let sizes = tensors.map { ($0.tensor.dtype == .f32 ? $0.tensor.floats.count : $0.tensor.ints.count) * ($0.tensor.dtype == .i64 ? 8 : 4) }
+        var data = header(tensors.indices.map { (tensors[$0].name, tensors[$0].tensor.dtype, tensors[$0].tensor.shape, sizes[$0]) },
+                          metadata: metadata)
         for (_, t) in tensors {
             switch t.dtype {
             case .f32: t.floats.withUnsafeBytes { data.append(contentsOf: $0) }   // little-endian host
@@ -52,6 +38,37 @@ public enum SafeTensors {
             case .i64: for v in t.ints { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
             }
         }
+        return data
+    }
+
+    /// Encodes float tensors read in place (views into parameter or optimizer buffers): the file's
+    /// bytes are the only copy made.
+    public static func encode(views: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)],
+                              metadata: [String: String] = [:]) -> Data {
+        var data = header(views.map { ($0.name, .f32, $0.shape, $0.values.count * 4) }, metadata: metadata)
+        for v in views { data.append(UnsafeBufferPointer(start: UnsafeRawPointer(v.values.baseAddress!).assumingMemoryBound(to: UInt8.self),
+                                                         count: v.values.count * 4)) }
+        return data
+    }
+
+    /// The length prefix and JSON header (padded to 8 bytes), with capacity reserved for the data.
+    private static func header(_ entries: [(name: String, dtype: SafeTensor.DType, shape: [Int], bytes: Int)],
+                               metadata: [String: String]) -> Data {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            parts.append("\"__metadata__\":{\(meta.joined(separator: ","))}")
+        }
+        var offset = 0
+        for e in entries {
+            parts.append("\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + e.bytes)]}")
+            offset += e.bytes
+        }
+        var header = "{" + parts.joined(separator: ",") + "}"
+        while (8 + header.utf8.count) % 8 != 0 { header += " " }
+        var data = Data(capacity: 8 + header.utf8.count + offset)
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: Array(header.utf8))
         return data
     }
 

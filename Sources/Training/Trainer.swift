@@ -204,9 +204,9 @@ public final class Trainer {
 
         let shape = config.model.recurrent.map { "\($0.nLayer)L, \($0.nEmbd) embedding, \($0.hidden) hidden" }
             ?? "\(config.model.nLayer)L×\(config.model.nHead)H×\(config.model.nEmbd)"
-        console.line("lockstep: \(config.model.kind) \(shape)  \(model.arena.count.formatted()) parameters")
-        console.line("data: \(data.source)  \(data.trainCount.formatted()) train / \((data.tokens.count - data.trainCount).formatted()) val tokens")
-        console.line("ranks \(comm.size) × \(BLAS.threads) BLAS threads  global batch \(G) × \(T) = \((G * T).formatted()) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
+        console.line("lockstep: \(config.model.kind) \(shape)  \(grouped(model.arena.count)) parameters")
+        console.line("data: \(data.source)  \(grouped(data.trainCount)) train / \(grouped(data.tokens.count - data.trainCount)) val tokens")
+        console.line("ranks \(comm.size) × \(BLAS.threads) BLAS threads  global batch \(G) × \(T) = \(grouped(G * T)) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
         if startStep >= t.steps && restoredEvalStep == startStep {
             console.line("already at step \(startStep) of \(t.steps); nothing to do (raise --steps to train on)")
             return

@@ -16,11 +16,10 @@ public enum Weights {
     static let tiedSourceName = "transformer.wte.weight"
 
     public static func encode(_ arena: ParameterArena, config: Config, step: Int) -> Data {
-        let tensors = arena.layout.entries.map { e in
-            (name: e.name, tensor: SafeTensor(shape: e.shape,
-                                              floats: Array(UnsafeBufferPointer(start: arena.parameters.pointer + e.offset, count: e.count))))
+        let views = arena.layout.entries.map { e in
+            (name: e.name, shape: e.shape, values: UnsafeBufferPointer(start: arena.parameters.pointer + e.offset, count: e.count))
         }
-        return SafeTensors.encode(tensors, metadata: ["format": "lockstep", "config": config.canonicalJSON(), "step": "\(step)"])
+        return SafeTensors.encode(views: views, metadata: ["format": "lockstep", "config": config.canonicalJSON(), "step": "\(step)"])
     }
 
     /// Writes atomically: a temporary file in the same directory, fsync, rename.

@@ -192,7 +192,7 @@ struct Inspect: ParsableCommand {
                     : String(repeating: " ", count: p.1 - p.0.count) + p.0 }.joined(separator: "  "))
             }
             let stateNames = state.config.optimizer.makeOptimizer(model.arena.layout).state.map(\.name)
-            print("total \(model.arena.count.formatted()) parameters; \(state.config.optimizer.kind) state "
+            print("total \(grouped(model.arena.count)) parameters; \(state.config.optimizer.kind) state "
                   + (stateNames.isEmpty ? "none" : stateNames.joined(separator: " and ") + " for each"))
         }
     }
@@ -228,7 +228,7 @@ struct Bench: ParsableCommand {
             func row(_ name: String, _ s: Double, _ note: String = "") -> String {
                 "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f ms  %5.1f%%", s * 1000, 100 * s / step) + note
             }
-            print("bench: \(c.model.kind) \(trainer.model.arena.count.formatted()) parameters, \(job.comm.size) rank(s) × \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName)), global batch \(c.batch.globalBatch) × \(c.model.blockSize) tokens, micro-batch \(c.batch.microBatch), \(steps) steps after \(warmup)")
+            print("bench: \(c.model.kind) \(grouped(trainer.model.arena.count)) parameters, \(job.comm.size) rank(s) × \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName)), global batch \(c.batch.globalBatch) × \(c.model.blockSize) tokens, micro-batch \(c.batch.microBatch), \(steps) steps after \(warmup)")
             print(String(format: "tokens/s (median)   %.0f    step %.1f ms", r.medianTokensPerSecond, step * 1000))
             print(row("forward", t.forward))
             print(row("backward", t.backward))

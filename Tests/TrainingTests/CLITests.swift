@@ -96,3 +96,10 @@ final class CLITests: XCTestCase {
         try assertRefused(["train", "--config", cfg, "--init-from", corpus], mentions: "safetensors")
     }
 }
+
+final class ConsoleFormatTests: XCTestCase {
+    func testGroupedThousands() {
+        XCTAssertEqual([0, 7, 999, 1000, 65536, 842_496, 1_003_854, -1_234_567].map(grouped),
+                       ["0", "7", "999", "1,000", "65,536", "842,496", "1,003,854", "-1,234,567"])
+    }
+}

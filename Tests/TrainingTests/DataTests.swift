@@ -88,6 +88,18 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual((8 + Int(headerLength)) % 8, 0, "data section is 8-byte aligned")
     }
 
+    /// Encoding from views into buffers gives the same file as encoding copied values.
+    func testViewsEncodeLikeValues() {
+        let values: [Float] = [1, 2, 3, 4, 5, 6, -0.5]
+        let copied = SafeTensors.encode([("a", SafeTensor(shape: [2, 3], floats: Array(values[0 ..< 6]))),
+                                         ("b", SafeTensor(shape: [1], floats: [-0.5]))], metadata: ["k": "v"])
+        let viewed = values.withUnsafeBufferPointer { p in
+            SafeTensors.encode(views: [("a", [2, 3], UnsafeBufferPointer(rebasing: p[0 ..< 6])),
+                                       ("b", [1], UnsafeBufferPointer(rebasing: p[6 ..< 7]))], metadata: ["k": "v"])
+        }
+        XCTAssertEqual(viewed, copied)
+    }
+
     func testRefusesBadFiles() {
         let good = SafeTensors.encode([("a", SafeTensor(shape: [4], floats: [1, 2, 3, 4]))])
         XCTAssertThrowsError(try SafeTensors.decode(good.dropLast(4), source: "truncated")) { XCTAssert("\($0)".contains("truncated")) }
