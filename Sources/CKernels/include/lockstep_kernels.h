@@ -11,6 +11,13 @@ void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 /* out[i] = gelu(x[i]) and x[i] replaced by gelu'(x[i]): backward's recomputation in one pass */
 void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
 
+/* LayerNorm of N rows of C (layernorm.c): out = (x − mean)·rstd·w + b, saving mean and rstd per row */
+void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, const float *w, const float *b,
+                          int64_t N, int64_t C, float eps);
+/* dx += ∂L/∂x; dw, db accumulate */
+void lk_layernorm_backward(const float *dout, const float *x, const float *mean, const float *rstd, const float *w,
+                           float *dw, float *db, float *dx, int64_t N, int64_t C);
+
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
  * stride ld; `work` holds lk_attention_work_size(T, hs) floats. causal: query t meets keys ≤ t.
