@@ -5,7 +5,8 @@
  * values are first copied transposed into the work buffer, so that a block's scores are a small
  * register-blocked product (MR rows × 16 keys per step, no horizontal sums). A causal block of
  * rows [t0, t0 + MR) only meets keys [0, t0 + MR): the products above the diagonal are skipped.
- * Probabilities are never stored across blocks: backward recomputes each block's from q and k.
+ * Nothing is kept between calls: backward recomputes the probabilities from q and k, holding one
+ * head's P and dS (T × T) in the work buffer for the key-side products dK = dSᵀ·Q, dV = Pᵀ·dY.
  *
  * The hs-wide loops run eight lanes at a time when hs is a multiple of 8 and fall back to plain
  * loops otherwise; the key-wide loops always run eight lanes (the transposed copies are padded).
@@ -21,8 +22,8 @@ enum { MR = 4 };
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 int64_t lk_attention_work_size(int64_t T, int64_t hs) {
-    int64_t Tp = round_up(T, 16);
-    return 2 * hs * Tp + 2 * MR * Tp + 2 * MR * hs;
+    int64_t Tp = round_up(T, 16), Tr = round_up(T, MR);
+    return 2 * hs * Tp + 2 * Tr * Tp + 2 * MR * hs;
 }
 
 /* Vector e^x (same reduction and polynomial as the scalar exp in kernels.c). */
@@ -61,11 +62,40 @@ static inline float hmax8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp. */
+/* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8×8 tiles in registers. */
 static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, float *dst, int64_t Tp) {
+    const int64_t T8 = T & ~(int64_t)7, hs8 = hs & ~(int64_t)7;
+    for (int64_t j = 0; j < T8; j += 8) {
+        for (int64_t d = 0; d < hs8; d += 8) {
+            const float *s0 = src + j * ld + d;
+            __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ld);
+            __m256 r2 = _mm256_loadu_ps(s0 + 2 * ld), r3 = _mm256_loadu_ps(s0 + 3 * ld);
+            __m256 r4 = _mm256_loadu_ps(s0 + 4 * ld), r5 = _mm256_loadu_ps(s0 + 5 * ld);
+            __m256 r6 = _mm256_loadu_ps(s0 + 6 * ld), r7 = _mm256_loadu_ps(s0 + 7 * ld);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = dst + d * Tp + j;
+            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(o + Tp, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(o + 2 * Tp, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(o + 3 * Tp, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(o + 4 * Tp, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(o + 5 * Tp, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(o + 6 * Tp, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(o + 7 * Tp, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (int64_t d = hs8; d < hs; d++)
+            for (int64_t jj = j; jj < j + 8; jj++) dst[d * Tp + jj] = src[jj * ld + d];
+    }
     for (int64_t d = 0; d < hs; d++) {
         float *row = dst + d * Tp;
-        for (int64_t j = 0; j < T; j++) row[j] = src[j * ld + d];
+        for (int64_t j = T8; j < T; j++) row[j] = src[j * ld + d];
         for (int64_t j = T; j < Tp; j++) row[j] = 0;
     }
 }
@@ -163,28 +193,56 @@ static void rows_times_rows(const float *P, int64_t Tp, const float *B, int64_t 
     }
 }
 
-/* acc[j][:] += Σ_{r<MR} W[r][j] · X[r][:] for j < n (X dense MR × hs; acc rows ld apart). */
-static void cols_times_rows_acc(const float *W, int64_t Tp, const float *X, int64_t hs, float *acc, int64_t ld,
-                                int64_t n) {
-    if (hs % 8 != 0) {
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t d = 0; d < hs; d++) {
-                float s = acc[j * ld + d];
-                for (int64_t r = 0; r < MR; r++) s += W[r * Tp + j] * X[r * hs + d];
-                acc[j * ld + d] = s;
+/* out[j][:] = Σ_{t0 <= t < T} W[t][j] · X[t][:] for j < n, where t0 = j rounded down to MR when
+ * causal (W is zero above the diagonal) and 0 otherwise. W rows Tp apart, at least round_up(n, MR)
+ * columns valid; X rows ldx apart; out rows ldo apart, hs wide. */
+static void cols_times_rows(const float *W, int64_t Tp, const float *X, int64_t ldx, int64_t T, int64_t n,
+                            int64_t hs, int causal, float *out, int64_t ldo) {
+    for (int64_t j0 = 0; j0 < n; j0 += MR) {
+        const int64_t nj = n - j0 < MR ? n - j0 : MR, tStart = causal ? j0 : 0;
+        if (hs % 8 != 0) {
+            for (int64_t jj = 0; jj < nj; jj++)
+                for (int64_t d = 0; d < hs; d++) {
+                    float s = 0;
+                    for (int64_t t = tStart; t < T; t++) s += W[t * Tp + j0 + jj] * X[t * ldx + d];
+                    out[(j0 + jj) * ldo + d] = s;
+                }
+            continue;
+        }
+        int64_t d0 = 0;
+        for (; d0 + 16 <= hs; d0 += 16) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;
+            __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            for (int64_t t = tStart; t < T; t++) {
+                const float *x = X + t * ldx + d0, *w = W + t * Tp + j0;
+                __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+                __m256 a = _mm256_broadcast_ss(w);
+                c00 = _mm256_fmadd_ps(a, x0, c00); c01 = _mm256_fmadd_ps(a, x1, c01);
+                a = _mm256_broadcast_ss(w + 1);
+                c10 = _mm256_fmadd_ps(a, x0, c10); c11 = _mm256_fmadd_ps(a, x1, c11);
+                a = _mm256_broadcast_ss(w + 2);
+                c20 = _mm256_fmadd_ps(a, x0, c20); c21 = _mm256_fmadd_ps(a, x1, c21);
+                a = _mm256_broadcast_ss(w + 3);
+                c30 = _mm256_fmadd_ps(a, x0, c30); c31 = _mm256_fmadd_ps(a, x1, c31);
             }
-        return;
-    }
-    for (int64_t d0 = 0; d0 < hs; d0 += 8) {
-        __m256 x0 = _mm256_loadu_ps(X + d0), x1 = _mm256_loadu_ps(X + hs + d0);
-        __m256 x2 = _mm256_loadu_ps(X + 2 * hs + d0), x3 = _mm256_loadu_ps(X + 3 * hs + d0);
-        for (int64_t j = 0; j < n; j++) {
-            float *a = acc + j * ld + d0;
-            __m256 s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(W + j), x0, _mm256_loadu_ps(a));
-            __m256 s1 = _mm256_mul_ps(_mm256_broadcast_ss(W + Tp + j), x1);
-            s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(W + 2 * Tp + j), x2, s0);
-            s1 = _mm256_fmadd_ps(_mm256_broadcast_ss(W + 3 * Tp + j), x3, s1);
-            _mm256_storeu_ps(a, _mm256_add_ps(s0, s1));
+            __m256 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+            for (int64_t jj = 0; jj < nj; jj++) {
+                _mm256_storeu_ps(out + (j0 + jj) * ldo + d0, c[jj][0]);
+                _mm256_storeu_ps(out + (j0 + jj) * ldo + d0 + 8, c[jj][1]);
+            }
+        }
+        for (; d0 < hs; d0 += 8) {
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int64_t t = tStart; t < T; t++) {
+                __m256 x = _mm256_loadu_ps(X + t * ldx + d0);
+                const float *w = W + t * Tp + j0;
+                c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w), x, c0);
+                c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 1), x, c1);
+                c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 2), x, c2);
+                c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 3), x, c3);
+            }
+            __m256 c[MR] = {c0, c1, c2, c3};
+            for (int64_t jj = 0; jj < nj; jj++) _mm256_storeu_ps(out + (j0 + jj) * ldo + d0, c[jj]);
         }
     }
 }
@@ -246,23 +304,22 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
 void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *dy,
                            int64_t lddy, float *dq, float *dk, float *dv, int64_t ldd, int64_t T, int64_t hs,
                            int causal, float scale, float *work) {
-    const int64_t Tp = round_up(T, 16);
-    float *KT = work, *VT = KT + hs * Tp, *P = VT + hs * Tp, *dP = P + MR * Tp;
-    float *QB = dP + MR * Tp, *DYB = QB + MR * hs;
+    /* Per block of query rows: probabilities P and dS = P ⊙ (dP − Σ P·dP)·scale into whole-head
+     * matrices (rows Tp apart), dQ = dS·K. Then dK = dSᵀ·Q and dV = Pᵀ·dY over the whole head. */
+    const int64_t Tp = round_up(T, 16), Tr = round_up(T, MR);
+    float *KT = work, *VT = KT + hs * Tp, *Pall = VT + hs * Tp, *dSall = Pall + Tr * Tp;
+    float *QB = dSall + Tr * Tp, *DYB = QB + MR * hs;
     transpose_in(k, ld, T, hs, KT, Tp);
     transpose_in(v, ld, T, hs, VT, Tp);
-    for (int64_t j = 0; j < T; j++) {
-        memset(dk + j * ldd, 0, (size_t)hs * sizeof(float));
-        memset(dv + j * ldd, 0, (size_t)hs * sizeof(float));
-    }
     for (int64_t t0 = 0; t0 < T; t0 += MR) {
         const int64_t nr = T - t0 < MR ? T - t0 : MR;
         const int64_t keys = causal ? t0 + nr : T, n = round_up(keys, 8);
+        float *P = Pall + t0 * Tp, *dP = dSall + t0 * Tp;
         rows_in(q, ld, t0, nr, hs, QB);
         rows_in(dy, lddy, t0, nr, hs, DYB);
         block_probabilities(QB, KT, P, Tp, hs, t0, nr, T, n, causal, scale);
         rows_times_cols(DYB, hs, VT, Tp, dP, n); /* dP = dY · Vᵀ */
-        for (int64_t r = 0; r < MR; r++) {       /* dS = P ⊙ (dP − Σ P·dP) · scale */
+        for (int64_t r = 0; r < MR; r++) {
             float *pr = P + r * Tp, *dr = dP + r * Tp;
             if (r >= nr) { memset(dr, 0, (size_t)n * sizeof(float)); continue; }
             __m256 acc = _mm256_setzero_ps();
@@ -275,7 +332,7 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
             }
         }
         rows_times_rows(dP, Tp, k, ld, keys, hs, dq + t0 * ldd, ldd, nr); /* dQ = dS · K */
-        cols_times_rows_acc(dP, Tp, QB, hs, dk, ldd, keys);               /* dK += dSᵀ · Q */
-        cols_times_rows_acc(P, Tp, DYB, hs, dv, ldd, keys);               /* dV += Pᵀ · dY */
     }
+    cols_times_rows(dSall, Tp, q, ld, T, T, hs, causal, dk, ldd);   /* dK = dSᵀ · Q */
+    cols_times_rows(Pall, Tp, dy, lddy, T, T, hs, causal, dv, ldd); /* dV = Pᵀ · dY */
 }
