@@ -29,19 +29,20 @@ public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
     return 6 * matmulWeights + 12 * L * C * T
 }
 
-/// Single-thread sgemm throughput (GFLOP/s) on n×n matrices, best of a few repeats.
+/// Single-thread sgemm throughput (GFLOP/s) on n×n matrices, best of a few repeats. C accumulates
+/// (beta 1): the figure is OpenBLAS's kernel alone, with no pass that clears C.
 public func measureSGEMMPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
     let saved = BLAS.threads
     BLAS.setThreads(1)
     defer { BLAS.setThreads(saved) }
     let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
     for i in 0 ..< n * n { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
-    sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+    sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, beta: 1, c: c.pointer, ldc: n)
     var best = 0.0
     let start = monotonicSeconds()
     while monotonicSeconds() - start < seconds {
         let t0 = monotonicSeconds()
-        sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+        sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, beta: 1, c: c.pointer, ldc: n)
         best = max(best, 2 * Double(n * n * n) / (monotonicSeconds() - t0) / 1e9)
     }
     return best
