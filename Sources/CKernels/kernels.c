@@ -27,37 +27,42 @@ static inline float exp_body(float x) {
     return y * scale;
 }
 
-/* erf(x) via erfc's Chebyshev fit (fractional error < 1.2e-7): 1 − t·e^(−x² + P(t)), t = 1/(1 + |x|/2). */
-static inline float erf_body(float x) {
-    float z = x < 0 ? -x : x;
+/*
+ * Φ(x) = P(X ≤ x) for a standard normal X, and e^(−x²/2), sharing one exponential:
+ * erfc(z) = t·P(t)·e^(−z²) with z = |x|/√2, t = 1/(1 + z/2) and P a degree-9 polynomial fitted
+ * to erfc(z)·e^(z²)/t over all z ≥ 0 (relative error < 8e-8; launch/pytorch/fit_erfc.py).
+ */
+static inline float normal_cdf(float x, float *gauss) {
+    float z = (x < 0 ? -x : x) * 0.70710678118654752f;
     float t = 1.0f / (1.0f + 0.5f * z);
-    float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    p = p * t - 1.26551223f;
-    float r = 1.0f - t * exp_body(p - z * z);
-    return x < 0 ? -r : r;
+    float p = -0.009331714248152665f;
+    p = p * t - 0.012717529896355717f;
+    p = p * t + 0.18642580507057313f;
+    p = p * t - 0.3715914489374934f;
+    p = p * t + 0.1951810556536266f;
+    p = p * t + 0.010557372388122294f;
+    p = p * t + 0.19236501668226524f;
+    p = p * t + 0.24478865874056713f;
+    p = p * t + 0.28223157456100284f;
+    p = p * t + 0.2820911357849623f;
+    float e = exp_body(-z * z);
+    float half_erfc = 0.5f * t * p * e; /* erfc(z)/2: the normal tail beyond |x| */
+    *gauss = e;
+    return x < 0 ? half_erfc : 1.0f - half_erfc;
 }
 
 void lk_gelu_erf_forward(const float *restrict x, float *restrict out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        out[i] = 0.5f * v * (1.0f + erf_body(v * 0.70710678118654752f));
+        float v = x[i], e;
+        out[i] = v * normal_cdf(v, &e);
     }
 }
 
 void lk_gelu_erf_forward_derivative(float *restrict x, float *restrict out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + erf_body(v * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * exp_body(-0.5f * v * v);
+        float v = x[i], e;
+        float cdf = normal_cdf(v, &e);
         out[i] = v * cdf;
-        x[i] = cdf + v * pdf;
+        x[i] = cdf + v * (0.39894228040143268f * e); /* Φ(x) + x·φ(x) */
     }
 }
