@@ -16,7 +16,9 @@ public enum GELU: String, Codable, Sendable {
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .erf:
-            lk_gelu_erf_forward(x, out, Int64(n))
+            Parallel.forEachPart(n, grain: 1 << 12) { r, _ in
+                lk_gelu_erf_forward(x + r.lowerBound, out + r.lowerBound, Int64(r.count))
+            }
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]
@@ -32,7 +34,9 @@ public enum GELU: String, Codable, Sendable {
                                                count n: Int) {
         switch self {
         case .erf:
-            lk_gelu_erf_forward_derivative(x, out, Int64(n))
+            Parallel.forEachPart(n, grain: 1 << 12) { r, _ in
+                lk_gelu_erf_forward_derivative(x + r.lowerBound, out + r.lowerBound, Int64(r.count))
+            }
         case .tanh:
             for i in 0 ..< n {
                 let v = x[i]

@@ -20,10 +20,14 @@ public struct LayerNorm: Sendable {
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                         mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                         rows N: Int, _ arena: ParameterArena) {
-        lk_layernorm_forward(x, out, mean, rstd, arena.param(weight), arena.param(bias), Int64(N), Int64(dim), eps)
+        let w = arena.param(weight), b = arena.param(bias), C = dim
+        Parallel.forEachPart(N, grain: 64) { r, _ in
+            let o = r.lowerBound
+            lk_layernorm_forward(x + o * C, out + o * C, mean + o, rstd + o, w, b, Int64(r.count), Int64(C), eps)
+        }
     }
 
-    /// dx += ∂L/∂x; dw, db accumulate.
+    /// dx += ∂L/∂x; dw, db accumulate (on one thread: their sums over rows keep one order).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                          _ dx: UnsafeMutablePointer<Float>, rows N: Int, _ arena: ParameterArena) {

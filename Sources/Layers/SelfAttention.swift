@@ -40,12 +40,22 @@ public struct SelfAttention: Sendable {
     public final class Scratch {
         let dqkv: FloatBuffer          // (B, T, 3C)
         let dy: FloatBuffer            // (B, T, C)
-        let work: FloatBuffer          // one head's kernel workspace (transposed keys/values, a block's rows)
+        let work: [FloatBuffer]        // per thread: one head's kernel workspace
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int) {
             dqkv = FloatBuffer(count: B * T * 3 * C)
             dy = FloatBuffer(count: B * T * C)
-            work = FloatBuffer(count: Int(lk_attention_work_size(Int64(T), Int64(C / NH))))
+            work = (0 ..< Parallel.threads).map { _ in FloatBuffer(count: Int(lk_attention_work_size(Int64(T), Int64(C / NH)))) }
+        }
+
+        /// Runs `body(head, workspace)` for every (sequence, head) pair b·NH + h, split over the
+        /// threads that have a workspace (those of the rank when the model was built).
+        @inline(__always)
+        func forEachHead(_ count: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+            let works = work.map(\.pointer)
+            Parallel.forEachPart(count, maxParts: works.count) { r, part in
+                for i in r { body(i, works[part]) }
+            }
         }
     }
 
@@ -55,12 +65,12 @@ public struct SelfAttention: Sendable {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cAttn.forward(x, acts.qkv.pointer, rows: B * T, arena)
-        for b in 0 ..< B {
-            for h in 0 ..< NH {
-                let q = acts.qkv.pointer + b * T * C3 + h * hs
-                lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), acts.y.pointer + b * T * C + h * hs, Int64(C),
-                                     Int64(T), Int64(hs), causal ? 1 : 0, scale, scratch.work.pointer)
-            }
+        let qkv = acts.qkv.pointer, y = acts.y.pointer, isCausal: Int32 = causal ? 1 : 0
+        scratch.forEachHead(B * NH) { i, work in
+            let b = i / NH, h = i % NH
+            let q = qkv + b * T * C3 + h * hs
+            lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C),
+                                 Int64(T), Int64(hs), isCausal, scale, work)
         }
         cProj.forward(acts.y.pointer, out, rows: B * T, arena)
     }
@@ -71,14 +81,13 @@ public struct SelfAttention: Sendable {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cProj.backward(dout, acts.y.pointer, scratch.dy.pointer, rows: B * T, arena, accumulateInput: false)
-        for b in 0 ..< B {
-            for h in 0 ..< NH {
-                let q = acts.qkv.pointer + b * T * C3 + h * hs
-                let dq = scratch.dqkv.pointer + b * T * C3 + h * hs
-                lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), scratch.dy.pointer + b * T * C + h * hs, Int64(C),
-                                      dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs), causal ? 1 : 0, scale,
-                                      scratch.work.pointer)
-            }
+        let qkv = acts.qkv.pointer, dqkv = scratch.dqkv.pointer, dy = scratch.dy.pointer
+        let isCausal: Int32 = causal ? 1 : 0
+        scratch.forEachHead(B * NH) { i, work in
+            let b = i / NH, h = i % NH
+            let q = qkv + b * T * C3 + h * hs, dq = dqkv + b * T * C3 + h * hs
+            lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), dy + b * T * C + h * hs, Int64(C),
+                                  dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs), isCausal, scale, work)
         }
         cAttn.backward(scratch.dqkv.pointer, x, dx, rows: B * T, arena, accumulateInput: false)
     }

@@ -35,8 +35,11 @@ public func sgemm(_ transA: Transpose, _ transB: Transpose,
 
 /// BLAS threading control.
 public enum BLAS {
-    /// Sets the number of threads OpenBLAS uses for each call.
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// Sets the number of threads OpenBLAS uses for each call (and the rank's other kernels, `Parallel`).
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(Int32(max(1, n)))
+        Parallel.setThreads(n)
+    }
     /// The number of threads OpenBLAS currently uses.
     public static var threads: Int { Int(openblas_get_num_threads()) }
     /// The core type OpenBLAS picked (for reports).

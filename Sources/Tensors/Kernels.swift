@@ -10,7 +10,9 @@ public enum Kernels {
     /// y[i] *= x[i]
     @inlinable @inline(__always)
     public static func multiply(_ y: UnsafeMutablePointer<Float>, by x: UnsafePointer<Float>, count n: Int) {
-        for i in 0 ..< n { y[i] *= x[i] }
+        Parallel.forEachPart(n, grain: 1 << 12) { r, _ in
+            for i in r { y[i] *= x[i] }
+        }
     }
 
     /// Sum of squares, accumulated in Double in blocks (stable and vectorisable).
@@ -50,7 +52,9 @@ public enum Kernels {
     @inlinable @inline(__always)
     public static func fillRows(_ row: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
                                 rows: Int, cols: Int) {
-        for r in 0 ..< rows { (out + r * cols).update(from: row, count: cols) }
+        Parallel.forEachPart(rows, grain: 64) { part, _ in
+            for r in part { (out + r * cols).update(from: row, count: cols) }
+        }
     }
 
     /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].

@@ -240,6 +240,35 @@ final class TransformerBlockTests: XCTestCase {
     }
 }
 
+/// The rank's threads split attention heads, GELU and LayerNorm rows without changing a bit
+/// (OpenBLAS itself stays on one thread here: its results may depend on its thread count).
+final class ThreadSplitTests: XCTestCase {
+    func testTwoThreadsGiveTheSameBlockAsOne() {
+        let B = 3, T = 37, C = 32
+        var layout = ParameterLayout()
+        let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 4, causal: true, gelu: .erf, dropout: 0, site: 20)
+        let arena = randomArena(layout, seed: 5)
+        let x = FloatBuffer(randomValues(B * T * C, seed: 6)), dout = FloatBuffer(randomValues(B * T * C, seed: 7))
+        func run(threads: Int) -> (y: [Float], dx: [Float], grads: [Float]) {
+            let saved = BLAS.threads
+            BLAS.setThreads(1)
+            Parallel.setThreads(threads)
+            defer { BLAS.setThreads(saved) }
+            let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 4, dropout: false)
+            let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: 4, dropout: false)
+            let y = FloatBuffer(count: B * T * C), dx = FloatBuffer(count: B * T * C)
+            arena.gradients.zero()
+            block.forward(x.pointer, y.pointer, acts, scratch, batch: B, time: T, firstSample: 0, seed: 1, training: true, arena)
+            block.backward(dout.pointer, x.pointer, dx.pointer, acts, scratch, batch: B, time: T, training: true, arena)
+            return (y.array, dx.array, arena.gradients.array)
+        }
+        let one = run(threads: 1), two = run(threads: 2)
+        XCTAssertEqual(one.y, two.y)
+        XCTAssertEqual(one.dx, two.dx)
+        XCTAssertEqual(one.grads, two.grads)
+    }
+}
+
 final class CrossEntropyTests: XCTestCase {
     func testLossAndGradientWithIgnoreIndex() {
         let N = 4, V = 5
