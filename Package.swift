@@ -25,11 +25,11 @@ let package = Package(
             providers: [.apt(["libopenmpi-dev"])]
         ),
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-ffp-contract=fast"])]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma", "-ffp-contract=fast", "-fno-math-errno"])]),
         .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: vectorISA),
         .target(name: "Layers", dependencies: ["Tensors", "CKernels"], swiftSettings: vectorISA),
         .target(name: "Models", dependencies: ["Tensors", "Layers"], swiftSettings: vectorISA),
-        .target(name: "Optim", dependencies: ["Tensors"], swiftSettings: vectorISA),
+        .target(name: "Optim", dependencies: ["Tensors", "CKernels"], swiftSettings: vectorISA),
         .target(
             name: "Training",
             dependencies: ["Tensors", "Layers", "Models", "Optim"],

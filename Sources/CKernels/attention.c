@@ -100,11 +100,20 @@ static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, fl
     }
 }
 
-/* The MR rows starting at t0 copied into a dense MR × hs block; rows past T are zero. */
+/* The MR rows starting at t0 copied into a dense MR × hs block; rows past T are zero. (Plain
+ * loops: a library memcpy call per 128-byte row costs more than the copy.) */
 static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_t hs, float *dst) {
     for (int64_t r = 0; r < MR; r++) {
-        if (r < nr) memcpy(dst + r * hs, src + (t0 + r) * ld, (size_t)hs * sizeof(float));
-        else memset(dst + r * hs, 0, (size_t)hs * sizeof(float));
+        float *d = dst + r * hs;
+        const float *s = src + (t0 + r) * ld;
+        int64_t c = 0;
+        if (r < nr) {
+            for (; c + 8 <= hs; c += 8) _mm256_storeu_ps(d + c, _mm256_loadu_ps(s + c));
+            for (; c < hs; c++) d[c] = s[c];
+        } else {
+            for (; c + 8 <= hs; c += 8) _mm256_storeu_ps(d + c, _mm256_setzero_ps());
+            for (; c < hs; c++) d[c] = 0;
+        }
     }
 }
 

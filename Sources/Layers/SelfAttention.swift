@@ -41,18 +41,20 @@ public struct SelfAttention: Sendable {
         let dqkv: FloatBuffer          // (B, T, 3C)
         let dy: FloatBuffer            // (B, T, C)
         let work: [FloatBuffer]        // per thread: one head's kernel workspace
+        let workPointers: [UnsafeMutablePointer<Float>]
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int) {
             dqkv = FloatBuffer(count: B * T * 3 * C)
             dy = FloatBuffer(count: B * T * C)
             work = (0 ..< Parallel.threads).map { _ in FloatBuffer(count: Int(lk_attention_work_size(Int64(T), Int64(C / NH)))) }
+            workPointers = work.map(\.pointer)
         }
 
         /// Runs `body(head, workspace)` for every (sequence, head) pair b·NH + h, split over the
         /// threads that have a workspace (those of the rank when the model was built).
         @inline(__always)
         func forEachHead(_ count: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
-            let works = work.map(\.pointer)
+            let works = workPointers
             Parallel.forEachPart(count, maxParts: works.count) { r, part in
                 for i in r { body(i, works[part]) }
             }

@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 #if canImport(Glibc)
 import Glibc
@@ -54,14 +55,9 @@ public final class AdamW: Optimizer {
         let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
         for group in s.groups {
             let decay: Float = group.decay ? Float(1 - lr * Double(s.weightDecay)) : 1
-            for i in group.range {
-                let grad = g[i] * gradScale
-                let mi = b1 * mp[i] + oneMinusB1 * grad
-                let vi = b2 * vp[i] + oneMinusB2 * grad * grad
-                mp[i] = mi
-                vp[i] = vi
-                p[i] = p[i] * decay - c.stepSize * mi / (vi.squareRoot() * c.invBc2Sqrt + e)
-            }
+            let o = group.range.lowerBound
+            lk_adamw_update(p + o, g + o, mp + o, vp + o, Int64(group.range.count), gradScale, b1, b2,
+                            oneMinusB1, oneMinusB2, decay, c.stepSize, c.invBc2Sqrt, e)
         }
     }
 }

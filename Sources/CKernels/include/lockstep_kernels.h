@@ -11,6 +11,12 @@ void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 /* out[i] = gelu(x[i]) and x[i] replaced by gelu'(x[i]): backward's recomputation in one pass */
 void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
 
+/* AdamW over n parameters (optim.c): m = β1·m + (1−β1)·g·s; v = β2·v + (1−β2)·(g·s)²;
+ * p = p·decay − step_size·m / (√v·inv_bc2_sqrt + eps) */
+void lk_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, float beta1,
+                     float beta2, float one_minus_beta1, float one_minus_beta2, float decay, float step_size,
+                     float inv_bc2_sqrt, float eps);
+
 /* LayerNorm of N rows of C (layernorm.c): out = (x − mean)·rstd·w + b, saving mean and rstd per row */
 void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, const float *w, const float *b,
                           int64_t N, int64_t C, float eps);
