@@ -42,11 +42,11 @@ void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, 
 }
 
 void lk_layernorm_backward(const float *dout, const float *x, const float *mean, const float *rstd, const float *w,
-                           float *dw, float *db, float *dx, int64_t N, int64_t C) {
+                           float *dw, float *db, float *dx, const float *base, int64_t N, int64_t C) {
     const int64_t C8 = C & ~(int64_t)7;
     const float invC = 1.0f / (float)C;
     for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * C, *g = dout + n * C;
+        const float *xr = x + n * C, *g = dout + n * C, *b0 = base ? base + n * C : 0;
         float *d = dx + n * C;
         const float m = mean[n], r = rstd[n];
         const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
@@ -71,7 +71,7 @@ void lk_layernorm_backward(const float *dout, const float *x, const float *mean,
         const float meanG = sumG * invC, meanGX = sumGX * invC;
         for (int64_t c = 0; c < C; c++) {
             float xhat = (xr[c] - m) * r;
-            d[c] += (g[c] * w[c] - meanG - xhat * meanGX) * r;
+            d[c] = (b0 ? b0[c] : 0.0f) + (g[c] * w[c] - meanG - xhat * meanGX) * r;
         }
     }
 }

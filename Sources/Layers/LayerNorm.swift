@@ -27,11 +27,13 @@ public struct LayerNorm: Sendable {
         }
     }
 
-    /// dx += ∂L/∂x; dw, db accumulate (on one thread: their sums over rows keep one order).
+    /// dx = base + ∂L/∂x: the residual stream's gradient joins in the same pass (base nil:
+    /// dx = ∂L/∂x; base may be dx itself to accumulate). dw, db accumulate (on one thread: their
+    /// sums over rows keep one order).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                         _ dx: UnsafeMutablePointer<Float>, rows N: Int, _ arena: ParameterArena) {
-        lk_layernorm_backward(dout, x, mean, rstd, arena.param(weight), arena.grad(weight), arena.grad(bias), dx,
+                         _ dx: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>?, rows N: Int, _ arena: ParameterArena) {
+        lk_layernorm_backward(dout, x, mean, rstd, arena.param(weight), arena.grad(weight), arena.grad(bias), dx, base,
                               Int64(N), Int64(dim))
     }
 }

@@ -88,11 +88,9 @@ public struct TransformerBlock: Sendable {
         // MLP branch: out = x1 + mlp(ln2(x1))
         ln2.forward(acts.x1.pointer, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
         mlp.backward(dout, lnOut, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
-        scratch.dx1.pointer.update(from: dout, count: N * C)
         ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
-                     scratch.dx1.pointer, rows: N, arena)
+                     scratch.dx1.pointer, base: dout, rows: N, arena)   // dx1 = dout + through ln2
         // Attention branch: x1 = x + drop(attn(ln1(x)))
-        dx.update(from: scratch.dx1.pointer, count: N * C)
         var dAttn = UnsafePointer(scratch.dx1.pointer)
         if training && attnDrop.isActive {
             for i in 0 ..< N * C { scratch.dAttnOut[i] = scratch.dx1[i] * acts.attnMask[i] }
@@ -100,6 +98,7 @@ public struct TransformerBlock: Sendable {
         }
         ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
         attn.backward(dAttn, lnOut, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
-        ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx, rows: N, arena)
+        ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx,
+                     base: scratch.dx1.pointer, rows: N, arena)                   // dx = dx1 + through ln1
     }
 }

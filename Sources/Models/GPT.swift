@@ -156,9 +156,8 @@ public final class GPT: LanguageModel {
                               rows: N, vocab: V, scale: lossScale)
         head.backward(dlogits, acts.lnFOut.pointer, acts.dLnF.pointer, rows: N, arena, accumulateInput: false)
         var d = acts.dResidual[0], dPrev = acts.dResidual[1]
-        d.pointer.update(repeating: 0, count: N * C)
         lnF.backward(acts.dLnF.pointer, acts.residual[L].pointer, mean: acts.lnFMean.pointer, rstd: acts.lnFRstd.pointer,
-                     d.pointer, rows: N, arena)
+                     d.pointer, base: nil, rows: N, arena)
         for l in stride(from: L - 1, through: 0, by: -1) {
             blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], acts.scratch,
                                batch: B, time: T, training: acts.training, arena)

@@ -79,7 +79,28 @@ final class LayerNormTests: XCTestCase {
         let mean = FloatBuffer(count: 3), rstd = FloatBuffer(count: 3)
         gradCheck("LayerNorm", arena: arena, input: x, outputCount: 21, eps: 5e-3,
                   forward: { ln.forward(x.pointer, $0, mean: mean.pointer, rstd: rstd.pointer, rows: 3, arena) },
-                  backward: { ln.backward($0, x.pointer, mean: mean.pointer, rstd: rstd.pointer, $1, rows: 3, arena) })
+                  backward: { ln.backward($0, x.pointer, mean: mean.pointer, rstd: rstd.pointer, $1, base: nil, rows: 3, arena) })
+    }
+
+    /// The input gradient joins a base (another branch's gradient) in the same pass; the base
+    /// may be the output itself. Vectors of 20 cover the eight-lane body and its tail.
+    func testBackwardAddsTheBase() {
+        var layout = ParameterLayout()
+        let ln = LayerNorm(&layout, name: "ln", dim: 20)
+        let arena = randomArena(layout, seed: 4)
+        let x = FloatBuffer(randomValues(40, seed: 5)), dy = FloatBuffer(randomValues(40, seed: 6))
+        let base = FloatBuffer(randomValues(40, seed: 7))
+        let mean = FloatBuffer(count: 2), rstd = FloatBuffer(count: 2), y = FloatBuffer(count: 40)
+        ln.forward(x.pointer, y.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: 2, arena)
+        let plain = FloatBuffer(count: 40), joined = FloatBuffer(count: 40), inPlace = FloatBuffer(base.array)
+        ln.backward(dy.pointer, x.pointer, mean: mean.pointer, rstd: rstd.pointer, plain.pointer, base: nil, rows: 2, arena)
+        ln.backward(dy.pointer, x.pointer, mean: mean.pointer, rstd: rstd.pointer, joined.pointer, base: base.pointer, rows: 2, arena)
+        ln.backward(dy.pointer, x.pointer, mean: mean.pointer, rstd: rstd.pointer, inPlace.pointer, base: inPlace.pointer,
+                    rows: 2, arena)
+        // the sum may be fused into the last multiply (one rounding): equal up to rounding
+        assertClose(joined.array, zip(base.array, plain.array).map { $0 + $1 }, relative: 1e-6, "base + gradient")
+        XCTAssertEqual(inPlace.array, joined.array)
+        XCTAssert(plain.array.contains { $0 != 0 })
     }
 
     func testNormalisesWithBiasedVariance() {

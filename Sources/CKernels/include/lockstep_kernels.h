@@ -20,9 +20,9 @@ void lk_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, fl
 /* LayerNorm of N rows of C (layernorm.c): out = (x − mean)·rstd·w + b, saving mean and rstd per row */
 void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, const float *w, const float *b,
                           int64_t N, int64_t C, float eps);
-/* dx += ∂L/∂x; dw, db accumulate */
+/* dx = base + ∂L/∂x (base NULL: dx = ∂L/∂x; base may be dx); dw, db accumulate */
 void lk_layernorm_backward(const float *dout, const float *x, const float *mean, const float *rstd, const float *w,
-                           float *dw, float *db, float *dx, int64_t N, int64_t C);
+                           float *dw, float *db, float *dx, const float *base, int64_t N, int64_t C);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
