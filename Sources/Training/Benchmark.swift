@@ -79,6 +79,8 @@ extension Trainer {
     public func benchmark(steps: Int, warmup: Int) -> BenchmarkReport {
         var firstStep: Double?
         var stats: [StepStats] = []
+        separateRankWait = true
+        defer { separateRankWait = false }
         for i in 0 ..< warmup + steps {
             let s = step(i)
             if firstStep == nil { firstStep = secondsSinceLaunch() }
@@ -106,6 +108,7 @@ extension Trainer {
         var times = StepTimes()
         times.forward = median(stats.map(\.times.forward))
         times.backward = median(stats.map(\.times.backward))
+        times.rankWait = median(stats.map(\.times.rankWait))
         times.allReduce = median(stats.map(\.times.allReduce))
         times.optimizer = median(stats.map(\.times.optimizer))
         let flops = modelFLOPsPerToken(config.model)

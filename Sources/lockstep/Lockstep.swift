@@ -232,9 +232,11 @@ struct Bench: ParsableCommand {
             print(String(format: "tokens/s (median)   %.0f    step %.1f ms", r.medianTokensPerSecond, step * 1000))
             print(row("forward", t.forward))
             print(row("backward", t.backward))
+            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (for the slowest rank's backward, at a barrier)")) }
             print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
             print(row("clip+optim", t.optimizer))
-            print(row("other", max(0, step - t.forward - t.backward - t.allReduce - t.optimizer), " (data, slowest-rank wait)"))
+            print(row("other", max(0, step - t.forward - t.backward - t.rankWait - t.allReduce - t.optimizer),
+                      " (data; rank 0's phases are medians of its own steps)"))
             print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, 1024³, measured now)", r.sgemmPeakGFLOPS))
             print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token; of %d × %.1f GFLOP/s)", 100 * r.mfu,
                          r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.sgemmPeakGFLOPS))
