@@ -41,6 +41,28 @@ final class SGEMMTests: XCTestCase {
         }
     }
 
+    /// beta 0 ignores what C held (NaN included) and touches only the m×n window of a strided C.
+    func testBetaZeroOverwritesOnlyTheWindow() {
+        let m = 4, n = 3, k = 5, ldc = 6
+        let a = randomValues(m * k, seed: 4), b = randomValues(k * n, seed: 5)
+        var c = [Float](repeating: .nan, count: m * ldc)
+        for i in 0 ..< m { c[i * ldc + n] = 42 }
+        let expected = reference(.none, .none, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0, c: [Float](repeating: 0, count: m * n))
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    sgemm(.none, .none, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                          beta: 0, c: cp.baseAddress!, ldc: ldc)
+                }
+            }
+        }
+        assertClose((0 ..< m * n).map { c[($0 / n) * ldc + $0 % n] }, expected, relative: 1e-5, "beta 0 window")
+        for i in 0 ..< m {
+            XCTAssertEqual(c[i * ldc + n], 42, "row \(i): the column after the window")
+            XCTAssert(c[i * ldc + n + 1 ..< i * ldc + ldc].allSatisfy(\.isNaN), "row \(i): the rest of the stride")
+        }
+    }
+
     func testStridedViewsUseLeadingDimension() {
         // A is the left 2 columns of a 3×4 matrix: lda = 4.
         let wide: [Float] = [1, 2, 9, 9, 3, 4, 9, 9, 5, 6, 9, 9]
@@ -216,5 +238,28 @@ final class AttentionKernelTests: XCTestCase {
         }
         // the kernels write only their own columns
         for t in 0 ..< T { XCTAssert(dqkv[t * ld + 3 * hs ..< t * ld + ld].allSatisfy(\.isNaN), "\(label): row \(t) padding") }
+    }
+}
+
+final class ParallelTests: XCTestCase {
+    /// Parts cover 0..<n once, in order, split at multiples of the grain, at most maxParts of them.
+    func testPartsCoverTheRangeOnce() {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        for (threads, n, grain, maxParts) in [(1, 10, 1, Int.max), (3, 10, 4, Int.max), (2, 5, 8, Int.max),
+                                              (4, 1000, 64, 2), (3, 0, 1, Int.max), (8, 7, 1, Int.max)] {
+            Parallel.setThreads(threads)
+            let lock = NSLock()
+            var seen: [(Range<Int>, Int)] = []
+            Parallel.forEachPart(n, grain: grain, maxParts: maxParts) { r, part in
+                lock.lock(); seen.append((r, part)); lock.unlock()
+            }
+            seen.sort { $0.1 < $1.1 }
+            let label = "threads \(threads) n \(n) grain \(grain) maxParts \(maxParts)"
+            XCTAssertLessThanOrEqual(seen.count, min(threads, maxParts), label)
+            XCTAssertEqual(seen.map(\.1), Array(0 ..< seen.count), label)
+            XCTAssertEqual(seen.flatMap { Array($0.0) }, Array(0 ..< n), label)
+            for (r, _) in seen.dropLast() { XCTAssertEqual(r.upperBound % grain, 0, label) }
+        }
     }
 }
