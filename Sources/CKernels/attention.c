@@ -117,122 +117,73 @@ static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_
     }
 }
 
-/* S[r][j] = Σ_d A[r][d] · BT[d][j] for r < MR, j < n (n a multiple of 8, BT padded to it). */
-static void rows_times_cols(const float *A, int64_t hs, const float *BT, int64_t Tp, float *S, int64_t n) {
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m256 c[MR][2];
-        for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hs; d++) {
-            const float *b = BT + d * Tp + j;
-            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-            for (int r = 0; r < MR; r++) {
-                __m256 a = _mm256_broadcast_ss(A + r * hs + d);
-                c[r][0] = _mm256_fmadd_ps(a, b0, c[r][0]);
-                c[r][1] = _mm256_fmadd_ps(a, b1, c[r][1]);
-            }
-        }
-        for (int r = 0; r < MR; r++) {
-            _mm256_storeu_ps(S + r * Tp + j, c[r][0]);
-            _mm256_storeu_ps(S + r * Tp + j + 8, c[r][1]);
-        }
-    }
-    for (; j < n; j += 8) {
-        __m256 c[MR];
-        for (int r = 0; r < MR; r++) c[r] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hs; d++) {
-            __m256 b = _mm256_loadu_ps(BT + d * Tp + j);
-            for (int r = 0; r < MR; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(A + r * hs + d), b, c[r]);
-        }
-        for (int r = 0; r < MR; r++) _mm256_storeu_ps(S + r * Tp + j, c[r]);
-    }
-}
-
-/* out[r][:] = Σ_{j<n} P[r][j] · B[j][:] for r < nr (B rows ld apart, hs wide; out rows ldo apart). */
-static void rows_times_rows(const float *P, int64_t Tp, const float *B, int64_t ld, int64_t n, int64_t hs,
-                            float *out, int64_t ldo, int64_t nr) {
-    if (hs % 8 != 0) {
+/*
+ * The one product every step of the head is made of: for r < nr and w < W,
+ *     out[r·ldo + w] = Σ_{k<K} A[r·ar + k·ak] · B[k·ldb + w],
+ * with MR rows computed at once (nr ≤ MR of them stored). A's element steps are free (a block of
+ * rows, or columns of a stored matrix read as rows); B's rows are contiguous, W wide. The W-wide
+ * loop runs in 16- and 8-lane steps when W is a multiple of 8, plain loops otherwise.
+ */
+static inline __attribute__((always_inline)) void block_product(const float *A, int64_t ar, int64_t ak, int64_t K, const float *B, int64_t ldb, int64_t W,
+                          float *out, int64_t ldo, int64_t nr) {
+    if (W % 8 != 0) {
         for (int64_t r = 0; r < nr; r++)
-            for (int64_t d = 0; d < hs; d++) {
+            for (int64_t w = 0; w < W; w++) {
                 float s = 0;
-                for (int64_t j = 0; j < n; j++) s += P[r * Tp + j] * B[j * ld + d];
-                out[r * ldo + d] = s;
+                for (int64_t k = 0; k < K; k++) s += A[r * ar + k * ak] * B[k * ldb + w];
+                out[r * ldo + w] = s;
             }
         return;
     }
-    int64_t d0 = 0;
-    for (; d0 + 16 <= hs; d0 += 16) {
+    int64_t w0 = 0;
+    for (; w0 + 16 <= W; w0 += 16) {
         __m256 c[MR][2];
         for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n; j++) {
-            const float *b = B + j * ld + d0;
+        for (int64_t k = 0; k < K; k++) {
+            const float *b = B + k * ldb + w0, *a = A + k * ak;
             __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
             for (int r = 0; r < MR; r++) {
-                __m256 p = _mm256_broadcast_ss(P + r * Tp + j);
-                c[r][0] = _mm256_fmadd_ps(p, b0, c[r][0]);
-                c[r][1] = _mm256_fmadd_ps(p, b1, c[r][1]);
+                __m256 x = _mm256_broadcast_ss(a + r * ar);
+                c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
+                c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
             }
         }
         for (int64_t r = 0; r < nr; r++) {
-            _mm256_storeu_ps(out + r * ldo + d0, c[r][0]);
-            _mm256_storeu_ps(out + r * ldo + d0 + 8, c[r][1]);
+            _mm256_storeu_ps(out + r * ldo + w0, c[r][0]);
+            _mm256_storeu_ps(out + r * ldo + w0 + 8, c[r][1]);
         }
     }
-    for (; d0 < hs; d0 += 8) {
+    for (; w0 < W; w0 += 8) {
         __m256 c[MR];
         for (int r = 0; r < MR; r++) c[r] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n; j++) {
-            __m256 b = _mm256_loadu_ps(B + j * ld + d0);
-            for (int r = 0; r < MR; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(P + r * Tp + j), b, c[r]);
+        for (int64_t k = 0; k < K; k++) {
+            __m256 b = _mm256_loadu_ps(B + k * ldb + w0);
+            const float *a = A + k * ak;
+            for (int r = 0; r < MR; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r * ar), b, c[r]);
         }
-        for (int64_t r = 0; r < nr; r++) _mm256_storeu_ps(out + r * ldo + d0, c[r]);
+        for (int64_t r = 0; r < nr; r++) _mm256_storeu_ps(out + r * ldo + w0, c[r]);
     }
 }
 
+/* S[r][j] = Σ_d A[r][d] · BT[d][j] for r < MR, j < n (n a multiple of 8, BT padded to it). */
+static inline void rows_times_cols(const float *A, int64_t hs, const float *BT, int64_t Tp, float *S, int64_t n) {
+    block_product(A, hs, 1, hs, BT, Tp, n, S, Tp, MR);
+}
+
+/* out[r][:] = Σ_{j<n} P[r][j] · B[j][:] for r < nr (B rows ld apart, hs wide; out rows ldo apart). */
+static inline void rows_times_rows(const float *P, int64_t Tp, const float *B, int64_t ld, int64_t n, int64_t hs,
+                                   float *out, int64_t ldo, int64_t nr) {
+    block_product(P, Tp, 1, n, B, ld, hs, out, ldo, nr);
+}
+
 /* out[j][:] = Σ_{t0 <= t < T} W[t][j] · X[t][:] for j < n, where t0 = j rounded down to MR when
- * causal (W is zero above the diagonal) and 0 otherwise. W rows Tp apart, at least round_up(n, MR)
- * columns valid; X rows ldx apart; out rows ldo apart, hs wide. */
+ * causal (W is zero above the diagonal) and 0 otherwise. W rows Tp apart, the MR columns of each
+ * key block written in every row read; X rows ldx apart; out rows ldo apart, hs wide. */
 static void cols_times_rows(const float *W, int64_t Tp, const float *X, int64_t ldx, int64_t T, int64_t n,
                             int64_t hs, int causal, float *out, int64_t ldo) {
     for (int64_t j0 = 0; j0 < n; j0 += MR) {
-        const int64_t nj = n - j0 < MR ? n - j0 : MR, tStart = causal ? j0 : 0;
-        if (hs % 8 != 0) {
-            for (int64_t jj = 0; jj < nj; jj++)
-                for (int64_t d = 0; d < hs; d++) {
-                    float s = 0;
-                    for (int64_t t = tStart; t < T; t++) s += W[t * Tp + j0 + jj] * X[t * ldx + d];
-                    out[(j0 + jj) * ldo + d] = s;
-                }
-            continue;
-        }
-        int64_t d0 = 0;
-        for (; d0 + 16 <= hs; d0 += 16) {
-            __m256 c[MR][2];
-            for (int jj = 0; jj < MR; jj++) c[jj][0] = c[jj][1] = _mm256_setzero_ps();
-            for (int64_t t = tStart; t < T; t++) {
-                const float *x = X + t * ldx + d0, *w = W + t * Tp + j0;
-                __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
-                for (int jj = 0; jj < MR; jj++) {
-                    __m256 a = _mm256_broadcast_ss(w + jj);
-                    c[jj][0] = _mm256_fmadd_ps(a, x0, c[jj][0]);
-                    c[jj][1] = _mm256_fmadd_ps(a, x1, c[jj][1]);
-                }
-            }
-            for (int64_t jj = 0; jj < nj; jj++) {
-                _mm256_storeu_ps(out + (j0 + jj) * ldo + d0, c[jj][0]);
-                _mm256_storeu_ps(out + (j0 + jj) * ldo + d0 + 8, c[jj][1]);
-            }
-        }
-        for (; d0 < hs; d0 += 8) {
-            __m256 c[MR];
-            for (int jj = 0; jj < MR; jj++) c[jj] = _mm256_setzero_ps();
-            for (int64_t t = tStart; t < T; t++) {
-                __m256 x = _mm256_loadu_ps(X + t * ldx + d0);
-                const float *w = W + t * Tp + j0;
-                for (int jj = 0; jj < MR; jj++) c[jj] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + jj), x, c[jj]);
-            }
-            for (int64_t jj = 0; jj < nj; jj++) _mm256_storeu_ps(out + (j0 + jj) * ldo + d0, c[jj]);
-        }
+        const int64_t nj = n - j0 < MR ? n - j0 : MR, t0 = causal ? j0 : 0;
+        block_product(W + t0 * Tp + j0, 1, Tp, T - t0, X + t0 * ldx, ldx, hs, out + j0 * ldo, ldo, nj);
     }
 }
 
