@@ -55,9 +55,12 @@ public final class AdamW: Optimizer {
         let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
         for group in s.groups {
             let decay: Float = group.decay ? Float(1 - lr * Double(s.weightDecay)) : 1
-            let o = group.range.lowerBound
-            lk_adamw_update(p + o, g + o, mp + o, vp + o, Int64(group.range.count), gradScale, b1, b2,
-                            oneMinusB1, oneMinusB2, decay, c.stepSize, c.invBc2Sqrt, e)
+            let start = group.range.lowerBound
+            Parallel.forEachPart(group.range.count, grain: 1 << 14) { r, _ in
+                let o = start + r.lowerBound
+                lk_adamw_update(p + o, g + o, mp + o, vp + o, Int64(r.count), gradScale, b1, b2,
+                                oneMinusB1, oneMinusB2, decay, c.stepSize, c.invBc2Sqrt, e)
+            }
         }
     }
 }

@@ -4,7 +4,9 @@ public enum Kernels {
     /// y[i] += x[i]
     @inlinable @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0 ..< n { y[i] += x[i] }
+        Parallel.forEachPart(n, grain: 1 << 12) { r, _ in
+            for i in r { y[i] += x[i] }
+        }
     }
 
     /// y[i] *= x[i]
@@ -42,7 +44,7 @@ public enum Kernels {
     @inlinable @inline(__always)
     public static func clearRows(_ out: UnsafeMutablePointer<Float>, rows: Int, cols: Int, stride: Int) {
         if stride == cols {
-            out.update(repeating: 0, count: rows * cols)
+            Parallel.forEachPart(rows * cols, grain: 1 << 14) { r, _ in (out + r.lowerBound).update(repeating: 0, count: r.count) }
         } else {
             for r in 0 ..< rows { (out + r * stride).update(repeating: 0, count: cols) }
         }
