@@ -12,6 +12,7 @@
  * loops otherwise; the key-wide loops always run eight lanes (the transposed copies are padded).
  */
 #include "lockstep_kernels.h"
+#include "lanes.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -46,20 +47,6 @@ static inline __m256 exp8(__m256 x) {
                                                                     _mm256_set1_epi32(0x4B400000)),
                                                    _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(k));
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8×8 tiles in registers. */

@@ -3,16 +3,10 @@
  * fixed pairwise order), so the per-row reductions vectorise instead of forming one serial chain.
  */
 #include "lockstep_kernels.h"
+#include "lanes.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, const float *w, const float *b,
                           int64_t N, int64_t C, float eps) {

@@ -1,8 +1,9 @@
 #ifndef LOCKSTEP_KERNELS_H
 #define LOCKSTEP_KERNELS_H
 /*
- * Elementwise kernels whose speed depends on vectorisation the C compiler does reliably: plain
- * counted loops over a branch-free polynomial body, which it turns into unrolled AVX2/FMA code.
+ * The numeric kernels written in C: elementwise loops the compiler vectorises reliably (GELU,
+ * AdamW), and AVX2/FMA intrinsics where it would not (LayerNorm's row sums, attention's
+ * register-blocked products and softmax).
  */
 #include <stdint.h>
 
