@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// What Adam and AdamW share: hyper-parameters, the two moment buffers (each as long as the
-/// arena) and the arena's weight-decay groups. The two optimizers differ only in their update.
+/// arena), the arena's weight-decay groups and the update; the two optimizers differ only in how
+/// weight decay enters it.
 public final class AdamMoments {
     public let beta1: Float
     public let beta2: Float
@@ -26,6 +27,25 @@ public final class AdamMoments {
     }
 
     var state: [(name: String, buffer: FloatBuffer)] { [("exp_avg", m), ("exp_avg_sq", v)] }
+
+    /// One Adam update (`step` counts from 1) over every weight-decay group: gradients scaled by
+    /// `gradScale`, plus `l2`·p for decayed groups (Adam's L2 form), and decayed groups' parameters
+    /// multiplied by 1 − lr·wd first when `decoupled` (AdamW's form).
+    func update(_ arena: ParameterArena, step: Int, lr: Double, gradScale: Float, decoupled: Bool) {
+        let c = correction(step: step, lr: lr)
+        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = m.pointer, vp = v.pointer
+        let b1 = beta1, b2 = beta2, e = eps, oneMinusB1 = 1 - beta1, oneMinusB2 = 1 - beta2
+        for group in groups {
+            let decay: Float = group.decay && decoupled ? Float(1 - lr * Double(weightDecay)) : 1
+            let l2: Float = group.decay && !decoupled ? weightDecay : 0
+            let start = group.range.lowerBound
+            Parallel.forEachPart(group.range.count, grain: 1 << 14) { r, _ in
+                let o = start + r.lowerBound
+                lk_adam_update(p + o, g + o, mp + o, vp + o, Int64(r.count), gradScale, l2, b1, b2,
+                               oneMinusB1, oneMinusB2, decay, c.stepSize, c.invBc2Sqrt, e)
+            }
+        }
+    }
 
     /// The bias corrections of update `step`: the step size lr/(1−β1ᵗ) and 1/√(1−β2ᵗ).
     func correction(step: Int, lr: Double) -> (stepSize: Float, invBc2Sqrt: Float) {
@@ -50,18 +70,7 @@ public final class AdamW: Optimizer {
 
     public func update(_ arena: ParameterArena, lr: Double, gradScale: Float = 1) {
         step += 1
-        let s = moments, c = s.correction(step: step, lr: lr)
-        let b1 = s.beta1, b2 = s.beta2, e = s.eps, oneMinusB1 = 1 - s.beta1, oneMinusB2 = 1 - s.beta2
-        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
-        for group in s.groups {
-            let decay: Float = group.decay ? Float(1 - lr * Double(s.weightDecay)) : 1
-            let start = group.range.lowerBound
-            Parallel.forEachPart(group.range.count, grain: 1 << 14) { r, _ in
-                let o = start + r.lowerBound
-                lk_adamw_update(p + o, g + o, mp + o, vp + o, Int64(r.count), gradScale, b1, b2,
-                                oneMinusB1, oneMinusB2, decay, c.stepSize, c.invBc2Sqrt, e)
-            }
-        }
+        moments.update(arena, step: step, lr: lr, gradScale: gradScale, decoupled: true)
     }
 }
 
@@ -81,19 +90,6 @@ public final class Adam: Optimizer {
 
     public func update(_ arena: ParameterArena, lr: Double, gradScale: Float = 1) {
         step += 1
-        let s = moments, c = s.correction(step: step, lr: lr)
-        let b1 = s.beta1, b2 = s.beta2, e = s.eps, oneMinusB1 = 1 - s.beta1, oneMinusB2 = 1 - s.beta2
-        let p = arena.parameters.pointer, g = arena.gradients.pointer, mp = s.m.pointer, vp = s.v.pointer
-        for group in s.groups {
-            let wd: Float = group.decay ? s.weightDecay : 0
-            for i in group.range {
-                let grad = g[i] * gradScale + wd * p[i]
-                let mi = b1 * mp[i] + oneMinusB1 * grad
-                let vi = b2 * vp[i] + oneMinusB2 * grad * grad
-                mp[i] = mi
-                vp[i] = vi
-                p[i] -= c.stepSize * mi / (vi.squareRoot() * c.invBc2Sqrt + e)
-            }
-        }
+        moments.update(arena, step: step, lr: lr, gradScale: gradScale, decoupled: false)
     }
 }

@@ -2,7 +2,7 @@
 #define LOCKSTEP_KERNELS_H
 /*
  * The numeric kernels written in C: elementwise loops the compiler vectorises reliably (GELU,
- * AdamW), and AVX2/FMA intrinsics where it would not (LayerNorm's row sums, attention's
+ * Adam/AdamW), and AVX2/FMA intrinsics where it would not (LayerNorm's row sums, attention's
  * register-blocked products and softmax).
  */
 #include <stdint.h>
@@ -12,11 +12,12 @@ void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 /* out[i] = gelu(x[i]) and x[i] replaced by gelu'(x[i]): backward's recomputation in one pass */
 void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
 
-/* AdamW over n parameters (optim.c): m = β1·m + (1−β1)·g·s; v = β2·v + (1−β2)·(g·s)²;
- * p = p·decay − step_size·m / (√v·inv_bc2_sqrt + eps) */
-void lk_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, float beta1,
-                     float beta2, float one_minus_beta1, float one_minus_beta2, float decay, float step_size,
-                     float inv_bc2_sqrt, float eps);
+/* Adam over n parameters (optim.c): γ = g·s + l2·p; m = β1·m + (1−β1)·γ; v = β2·v + (1−β2)·γ²;
+ * p = p·decay − step_size·m / (√v·inv_bc2_sqrt + eps). AdamW: l2 = 0, decay = 1 − lr·wd;
+ * Adam with L2: l2 = wd, decay = 1. */
+void lk_adam_update(float *p, const float *g, float *m, float *v, int64_t n, float grad_scale, float l2, float beta1,
+                    float beta2, float one_minus_beta1, float one_minus_beta2, float decay, float step_size,
+                    float inv_bc2_sqrt, float eps);
 
 /* LayerNorm of N rows of C (layernorm.c): out = (x − mean)·rstd·w + b, saving mean and rstd per row */
 void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, const float *w, const float *b,
