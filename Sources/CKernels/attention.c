@@ -5,8 +5,10 @@
  * values are first copied transposed into the work buffer, so that a block's scores are a small
  * register-blocked product (MR rows × 16 keys per step, no horizontal sums). A causal block of
  * rows [t0, t0 + MR) only meets keys [0, t0 + MR): the products above the diagonal are skipped.
- * Nothing is kept between calls: backward recomputes the probabilities from q and k, holding one
- * head's P and dS (T × T) in the work buffer for the key-side products dK = dSᵀ·Q, dV = Pᵀ·dY.
+ * Forward normalises after the value product (y = (E·V)/Σ with E = e^(scores − max)) and keeps one
+ * number per query row, lse = log Σ e^(scores). Backward recomputes the probabilities in one pass
+ * as e^(scores − lse), takes Σ_j P·dP as dY·y (the FlashAttention identity), and holds one head's
+ * P and dS (T × T) in the work buffer for the key-side products dK = dSᵀ·Q, dV = Pᵀ·dY.
  *
  * The hs-wide loops run eight lanes at a time when hs is a multiple of 8 and fall back to plain
  * loops otherwise; the key-wide loops always run eight lanes (the transposed copies are padded).
@@ -87,8 +89,9 @@ static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, fl
     }
 }
 
-/* The MR rows starting at t0 copied into a dense MR × hs block; rows past T are zero. (Plain
- * loops: a library memcpy call per 128-byte row costs more than the copy.) */
+/* The MR rows starting at t0 copied into a dense MR × hs block; rows past T are zero. (Measured
+ * faster than reading the block in place; plain loops: a library memcpy call per 128-byte row
+ * costs more than the copy.) */
 static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_t hs, float *dst) {
     for (int64_t r = 0; r < MR; r++) {
         float *d = dst + r * hs;
@@ -112,13 +115,13 @@ static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_
  * loop runs in 16- and 8-lane steps when W is a multiple of 8, plain loops otherwise.
  */
 static inline __attribute__((always_inline)) void block_product(const float *A, int64_t ar, int64_t ak, int64_t K, const float *B, int64_t ldb, int64_t W,
-                          float *out, int64_t ldo, int64_t nr) {
+                          float *out, int64_t ldo, int64_t nr, const float *rowscale) {
     if (W % 8 != 0) {
         for (int64_t r = 0; r < nr; r++)
             for (int64_t w = 0; w < W; w++) {
                 float s = 0;
                 for (int64_t k = 0; k < K; k++) s += A[r * ar + k * ak] * B[k * ldb + w];
-                out[r * ldo + w] = s;
+                out[r * ldo + w] = rowscale ? s * rowscale[r] : s;
             }
         return;
     }
@@ -135,6 +138,12 @@ static inline __attribute__((always_inline)) void block_product(const float *A, 
                 c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
             }
         }
+        if (rowscale)
+            for (int r = 0; r < MR; r++) {
+                const __m256 f = _mm256_set1_ps(rowscale[r]);
+                c[r][0] = _mm256_mul_ps(c[r][0], f);
+                c[r][1] = _mm256_mul_ps(c[r][1], f);
+            }
         for (int64_t r = 0; r < nr; r++) {
             _mm256_storeu_ps(out + r * ldo + w0, c[r][0]);
             _mm256_storeu_ps(out + r * ldo + w0 + 8, c[r][1]);
@@ -148,19 +157,10 @@ static inline __attribute__((always_inline)) void block_product(const float *A, 
             const float *a = A + k * ak;
             for (int r = 0; r < MR; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r * ar), b, c[r]);
         }
+        if (rowscale)
+            for (int r = 0; r < MR; r++) c[r] = _mm256_mul_ps(c[r], _mm256_set1_ps(rowscale[r]));
         for (int64_t r = 0; r < nr; r++) _mm256_storeu_ps(out + r * ldo + w0, c[r]);
     }
-}
-
-/* S[r][j] = Σ_d A[r][d] · BT[d][j] for r < MR, j < n (n a multiple of 8, BT padded to it). */
-static inline void rows_times_cols(const float *A, int64_t hs, const float *BT, int64_t Tp, float *S, int64_t n) {
-    block_product(A, hs, 1, hs, BT, Tp, n, S, Tp, MR);
-}
-
-/* out[r][:] = Σ_{j<n} P[r][j] · B[j][:] for r < nr (B rows ld apart, hs wide; out rows ldo apart). */
-static inline void rows_times_rows(const float *P, int64_t Tp, const float *B, int64_t ld, int64_t n, int64_t hs,
-                                   float *out, int64_t ldo, int64_t nr) {
-    block_product(P, Tp, 1, n, B, ld, hs, out, ldo, nr);
 }
 
 /* out[j][:] = Σ_{t0 <= t < T} W[t][j] · X[t][:] for j < n, where t0 = j rounded down to MR when
@@ -170,12 +170,20 @@ static void cols_times_rows(const float *W, int64_t Tp, const float *X, int64_t 
                             int64_t hs, int causal, float *out, int64_t ldo) {
     for (int64_t j0 = 0; j0 < n; j0 += MR) {
         const int64_t nj = n - j0 < MR ? n - j0 : MR, t0 = causal ? j0 : 0;
-        block_product(W + t0 * Tp + j0, 1, Tp, T - t0, X + t0 * ldx, ldx, hs, out + j0 * ldo, ldo, nj);
+        block_product(W + t0 * Tp + j0, 1, Tp, T - t0, X + t0 * ldx, ldx, hs, out + j0 * ldo, ldo, nj, NULL);
     }
 }
 
-/* s[0..len) ← softmax(scale · s[0..len)), s[len..n) ← 0 (n a multiple of 8). */
-static void softmax_row(float *s, int64_t len, int64_t n, float scale) {
+/* Lanes [0, len) of the 8-lane group at j kept, the rest zero (len − j may exceed 8 or be ≤ 0). */
+static inline __m256 keep_below(__m256 x, int64_t j, int64_t len) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t left = len - j < 0 ? 0 : (len - j > 8 ? 8 : len - j);
+    return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), lane)));
+}
+
+/* s[0..len) ← exp(scale·s − scale·max s), s[len..n) ← 0 (n a multiple of 8); returns the log of
+ * the row's softmax denominator, lse = scale·max + log Σ, and its reciprocal Σ⁻¹ in *inv. */
+static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv) {
     int64_t j = 0;
     float m = -INFINITY;
     if (len >= 8) {
@@ -186,53 +194,64 @@ static void softmax_row(float *s, int64_t len, int64_t n, float scale) {
     for (; j < len; j++) m = s[j] > m ? s[j] : m;
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(scale * m);
     __m256 sum = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= len; j += 8) {
+    for (j = 0; j < n; j += 8) {
         __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vm));
+        if (j + 8 > len) e = keep_below(e, j, len);
         _mm256_storeu_ps(s + j, e);
         sum = _mm256_add_ps(sum, e);
     }
-    if (j < len) { /* the partial last group: lanes past len become 0 */
-        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(len - j)), lane));
-        __m256 e = _mm256_and_ps(exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vm)), keep);
-        _mm256_storeu_ps(s + j, e);
-        sum = _mm256_add_ps(sum, e);
-        j += 8;
-    }
-    for (; j < n; j += 8) _mm256_storeu_ps(s + j, _mm256_setzero_ps());
-    const __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
-    for (j = 0; j < round_up(len, 8); j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), inv));
+    const float total = hsum8(sum);
+    *inv = 1.0f / total;
+    return scale * m + logf(total);
 }
 
-/* Softmax probabilities of the MR query rows at t0 (queries in QB) against keys [0, n). */
-static void block_probabilities(const float *QB, const float *KT, float *P, int64_t Tp, int64_t hs, int64_t t0,
-                                int64_t nr, int64_t T, int64_t n, int causal, float scale) {
-    rows_times_cols(QB, hs, KT, Tp, P, n);
-    for (int64_t r = 0; r < MR; r++) {
-        if (r < nr) softmax_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale);
-        else memset(P + r * Tp, 0, (size_t)n * sizeof(float));
+/* s[0..len) ← exp(scale·s − lse) (the probabilities, from the forward's row statistic),
+ * s[len..n) ← 0. */
+static inline void probabilities_row(float *s, int64_t len, int64_t n, float scale, float lse) {
+    const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(lse);
+    for (int64_t j = 0; j < n; j += 8) {
+        __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vl));
+        if (j + 8 > len) e = keep_below(e, j, len);
+        _mm256_storeu_ps(s + j, e);
     }
+}
+
+/* Σ_d a[d]·b[d] in eight lanes (then the tail). */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+    float s = hsum8(acc);
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
 }
 
 void lk_attention_forward(const float *q, const float *k, const float *v, int64_t ld, float *y, int64_t ldy,
-                          int64_t T, int64_t hs, int causal, float scale, float *work) {
+                          int64_t T, int64_t hs, int causal, float scale, float *lse, float *work) {
+    /* Per block: S = Q·Kᵀ, E = exp(scale·S − row max), y = (E·V) / row sums. */
     const int64_t Tp = round_up(T, 16);
     float *KT = work, *P = KT + hs * Tp, *QB = P + MR * Tp;
     transpose_in(k, ld, T, hs, KT, Tp);
     for (int64_t t0 = 0; t0 < T; t0 += MR) {
         const int64_t nr = T - t0 < MR ? T - t0 : MR;
-        const int64_t keys = causal ? t0 + nr : T;
+        const int64_t keys = causal ? t0 + nr : T, n = round_up(keys, 8);
         rows_in(q, ld, t0, nr, hs, QB);
-        block_probabilities(QB, KT, P, Tp, hs, t0, nr, T, round_up(keys, 8), causal, scale);
-        rows_times_rows(P, Tp, v, ld, keys, hs, y + t0 * ldy, ldy, nr);
+        block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);
+        float inv[MR] = {0};
+        for (int64_t r = 0; r < nr; r++) {
+            const float l = exp_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale, &inv[r]);
+            if (lse) lse[t0 + r] = l;
+        }
+        block_product(P, Tp, 1, keys, v, ld, hs, y + t0 * ldy, ldy, nr, inv);
     }
 }
 
-void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *dy,
-                           int64_t lddy, float *dq, float *dk, float *dv, int64_t ldd, int64_t T, int64_t hs,
-                           int causal, float scale, float *work) {
-    /* Per block of query rows: probabilities P and dS = P ⊙ (dP − Σ P·dP)·scale into whole-head
-     * matrices (rows Tp apart), dQ = dS·K. Then dK = dSᵀ·Q and dV = Pᵀ·dY over the whole head. */
+void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *y, int64_t ldy,
+                           const float *lse, const float *dy, int64_t lddy, float *dq, float *dk, float *dv,
+                           int64_t ldd, int64_t T, int64_t hs, int causal, float scale, float *work) {
+    /* Per block of query rows: P = exp(scale·S − lse) and dS = P ⊙ (dP − D)·scale with dP = dY·Vᵀ
+     * and D = Σ_d dY ⊙ Y (= Σ_j P·dP), into whole-head matrices (rows Tp apart); dQ = dS·K.
+     * Then dK = dSᵀ·Q and dV = Pᵀ·dY over the whole head. */
     const int64_t Tp = round_up(T, 16), Tr = round_up(T, MR);
     float *KT = work, *VT = KT + hs * Tp, *Pall = VT + hs * Tp, *dSall = Pall + Tr * Tp;
     float *QB = dSall + Tr * Tp, *DYB = QB + MR * hs;
@@ -244,21 +263,24 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
         float *P = Pall + t0 * Tp, *dP = dSall + t0 * Tp;
         rows_in(q, ld, t0, nr, hs, QB);
         rows_in(dy, lddy, t0, nr, hs, DYB);
-        block_probabilities(QB, KT, P, Tp, hs, t0, nr, T, n, causal, scale);
-        rows_times_cols(DYB, hs, VT, Tp, dP, n); /* dP = dY · Vᵀ */
+        block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);  /* S = Q · Kᵀ */
+        block_product(DYB, hs, 1, hs, VT, Tp, n, dP, Tp, MR, NULL); /* dP = dY · Vᵀ */
         for (int64_t r = 0; r < MR; r++) {
             float *pr = P + r * Tp, *dr = dP + r * Tp;
-            if (r >= nr) { memset(dr, 0, (size_t)n * sizeof(float)); continue; }
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t j = 0; j < n; j += 8) /* P is zero past the row's keys */
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(pr + j), _mm256_loadu_ps(dr + j), acc);
-            const __m256 dot = _mm256_set1_ps(hsum8(acc)), vs = _mm256_set1_ps(scale);
+            if (r >= nr) {
+                memset(pr, 0, (size_t)n * sizeof(float));
+                memset(dr, 0, (size_t)n * sizeof(float));
+                continue;
+            }
+            const int64_t t = t0 + r;
+            probabilities_row(pr, causal ? t + 1 : T, n, scale, lse[t]);
+            const __m256 vd = _mm256_set1_ps(dot(dy + t * lddy, y + t * ldy, hs)), vs = _mm256_set1_ps(scale);
             for (int64_t j = 0; j < n; j += 8) {
                 __m256 p = _mm256_loadu_ps(pr + j);
-                _mm256_storeu_ps(dr + j, _mm256_mul_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + j), dot)), vs));
+                _mm256_storeu_ps(dr + j, _mm256_mul_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + j), vd)), vs));
             }
         }
-        rows_times_rows(dP, Tp, k, ld, keys, hs, dq + t0 * ldd, ldd, nr); /* dQ = dS · K */
+        block_product(dP, Tp, 1, keys, k, ld, hs, dq + t0 * ldd, ldd, nr, NULL); /* dQ = dS · K */
     }
     cols_times_rows(dSall, Tp, q, ld, T, T, hs, causal, dk, ldd);   /* dK = dSᵀ · Q */
     cols_times_rows(Pall, Tp, dy, lddy, T, T, hs, causal, dv, ldd); /* dV = Pᵀ · dY */

@@ -6,7 +6,8 @@ import Tensors
 ///
 /// Each head runs in a C kernel (`lk_attention_forward/backward`) over blocks of four query rows:
 /// a causal block never computes the products above the diagonal, and the attention
-/// probabilities are not kept — backward recomputes each block's from q and k instead of holding
+/// probabilities are not kept — forward saves one number per query row (the log of its softmax
+/// denominator) and backward recomputes the probabilities from q, k and it, instead of holding
 /// B·heads·T² floats per layer.
 public struct SelfAttention: Sendable {
     public let dim: Int
@@ -29,10 +30,12 @@ public struct SelfAttention: Sendable {
     public final class Activations {
         public let qkv: FloatBuffer    // (B, T, 3C)
         public let y: FloatBuffer      // (B, T, C) heads concatenated, before c_proj
+        public let lse: FloatBuffer    // (B, NH, T) log Σ exp of each query row's scaled scores
 
         public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int) {
             qkv = FloatBuffer(count: B * T * 3 * C)
             y = FloatBuffer(count: B * T * C)
+            lse = FloatBuffer(count: B * NH * T)
         }
     }
 
@@ -67,12 +70,13 @@ public struct SelfAttention: Sendable {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cAttn.forward(x, acts.qkv.pointer, rows: B * T, arena)
-        let qkv = acts.qkv.pointer, y = acts.y.pointer, isCausal: Int32 = causal ? 1 : 0
+        let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
+        let isCausal: Int32 = causal ? 1 : 0
         scratch.forEachHead(B * NH) { i, work in
             let b = i / NH, h = i % NH
             let q = qkv + b * T * C3 + h * hs
             lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C),
-                                 Int64(T), Int64(hs), isCausal, scale, work)
+                                 Int64(T), Int64(hs), isCausal, scale, lse + i * T, work)
         }
         cProj.forward(acts.y.pointer, out, rows: B * T, arena)
     }
@@ -83,13 +87,15 @@ public struct SelfAttention: Sendable {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cProj.backward(dout, acts.y.pointer, scratch.dy.pointer, rows: B * T, arena, accumulateInput: false)
-        let qkv = acts.qkv.pointer, dqkv = scratch.dqkv.pointer, dy = scratch.dy.pointer
+        let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
+        let dqkv = scratch.dqkv.pointer, dy = scratch.dy.pointer
         let isCausal: Int32 = causal ? 1 : 0
         scratch.forEachHead(B * NH) { i, work in
             let b = i / NH, h = i % NH
-            let q = qkv + b * T * C3 + h * hs, dq = dqkv + b * T * C3 + h * hs
-            lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), dy + b * T * C + h * hs, Int64(C),
-                                  dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs), isCausal, scale, work)
+            let q = qkv + b * T * C3 + h * hs, dq = dqkv + b * T * C3 + h * hs, row = b * T * C + h * hs
+            lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), y + row, Int64(C), lse + i * T,
+                                  dy + row, Int64(C), dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs),
+                                  isCausal, scale, work)
         }
         cAttn.backward(scratch.dqkv.pointer, x, dx, rows: B * T, arena, accumulateInput: false)
     }

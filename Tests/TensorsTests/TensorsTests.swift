@@ -197,19 +197,21 @@ final class AttentionKernelTests: XCTestCase {
         let scale = 1 / Float(hs).squareRoot()
         var y = [Float](repeating: 0, count: T * hs)
         var dqkv = [Float](repeating: .nan, count: T * ld)
+        var lse = [Float](repeating: .nan, count: T)
         var work = [Float](repeating: .nan, count: Int(lk_attention_work_size(Int64(T), Int64(hs))))
         qkv.withUnsafeBufferPointer { p in
             let q = p.baseAddress!
             lk_attention_forward(q, q + hs, q + 2 * hs, Int64(ld), &y, Int64(hs), Int64(T), Int64(hs), causal ? 1 : 0,
-                                 scale, &work)
+                                 scale, &lse, &work)
+            work = [Float](repeating: .nan, count: work.count) // backward needs nothing left in the workspace
             dqkv.withUnsafeMutableBufferPointer { d in
                 let dq = d.baseAddress!
-                lk_attention_backward(q, q + hs, q + 2 * hs, Int64(ld), dy, Int64(hs), dq, dq + hs, dq + 2 * hs, Int64(ld),
-                                      Int64(T), Int64(hs), causal ? 1 : 0, scale, &work)
+                lk_attention_backward(q, q + hs, q + 2 * hs, Int64(ld), y, Int64(hs), lse, dy, Int64(hs),
+                                      dq, dq + hs, dq + 2 * hs, Int64(ld), Int64(T), Int64(hs), causal ? 1 : 0, scale, &work)
             }
         }
         func at(_ t: Int, _ part: Int, _ d: Int) -> Double { Double(qkv[t * ld + part * hs + d]) }
-        var refY = [Double](repeating: 0, count: T * hs)
+        var refY = [Double](repeating: 0, count: T * hs), refLSE = [Double](repeating: 0, count: T)
         var refD = [[Double]](repeating: [Double](repeating: 0, count: T * hs), count: 3)
         for t in 0 ..< T {
             let keys = causal ? t + 1 : T
@@ -217,6 +219,7 @@ final class AttentionKernelTests: XCTestCase {
             let m = s.max()!
             s = s.map { Foundation.exp($0 - m) }
             let z = s.reduce(0, +)
+            refLSE[t] = m + Foundation.log(z)
             let p = s.map { $0 / z }
             for d in 0 ..< hs { refY[t * hs + d] = (0 ..< keys).reduce(0.0) { $0 + p[$1] * at($1, 2, d) } }
             let dp = (0 ..< keys).map { j in (0 ..< hs).reduce(0.0) { $0 + Double(dy[t * hs + $1]) * at(j, 2, $1) } }
@@ -232,6 +235,7 @@ final class AttentionKernelTests: XCTestCase {
         }
         let label = "T \(T) hs \(hs) causal \(causal)"
         assertClose(y, refY.map { Float($0) }, relative: 1e-5, "\(label): y")
+        assertClose(lse, refLSE.map { Float($0) }, relative: 1e-5, "\(label): lse")
         for part in 0 ..< 3 {
             let got = (0 ..< T * hs).map { dqkv[($0 / hs) * ld + part * hs + $0 % hs] }
             assertClose(got, refD[part].map { Float($0) }, relative: 1e-5, "\(label): d\(["q", "k", "v"][part])")

@@ -31,11 +31,13 @@ void lk_layernorm_backward(const float *dout, const float *x, const float *mean,
  * stride ld; `work` holds lk_attention_work_size(T, hs) floats. causal: query t meets keys ≤ t.
  */
 int64_t lk_attention_work_size(int64_t T, int64_t hs);
-/* y (row stride ldy) = softmax(scale · q·kᵀ) · v */
+/* y (row stride ldy) = softmax(scale · q·kᵀ) · v; lse[t] (when not NULL) = log Σ_j e^(scale·q_t·k_j),
+ * the row statistic backward takes */
 void lk_attention_forward(const float *q, const float *k, const float *v, int64_t ld, float *y, int64_t ldy,
-                          int64_t T, int64_t hs, int causal, float scale, float *work);
-/* dq, dk, dv (row stride ldd, overwritten) from dy (row stride lddy); probabilities recomputed */
-void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *dy,
-                           int64_t lddy, float *dq, float *dk, float *dv, int64_t ldd, int64_t T, int64_t hs,
-                           int causal, float scale, float *work);
+                          int64_t T, int64_t hs, int causal, float scale, float *lse, float *work);
+/* dq, dk, dv (row stride ldd, overwritten) from dy (row stride lddy), given the forward's output y
+ * and lse: the probabilities are recomputed as e^(scale·q·kᵀ − lse) */
+void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *y, int64_t ldy,
+                           const float *lse, const float *dy, int64_t lddy, float *dq, float *dk, float *dv,
+                           int64_t ldd, int64_t T, int64_t hs, int causal, float scale, float *work);
 #endif
