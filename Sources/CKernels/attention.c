@@ -29,28 +29,6 @@ int64_t lk_attention_work_size(int64_t T, int64_t hs) {
     return 2 * hs * Tp + 2 * Tr * Tp + 2 * MR * hs;
 }
 
-/* Vector e^x (same reduction and polynomial as the scalar exp in kernels.c). */
-static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
-    __m256 n = _mm256_sub_ps(t, magic);
-    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), x);
-    __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, x2, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t),
-                                                                    _mm256_set1_epi32(0x4B400000)),
-                                                   _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(k));
-}
-
 /* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8×8 tiles in registers. */
 static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, float *dst, int64_t Tp) {
     const int64_t T8 = T & ~(int64_t)7, hs8 = hs & ~(int64_t)7;

@@ -29,7 +29,12 @@ void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, 
         float v = hsum8(acc);
         for (int64_t c = C8; c < C; c++) { float d = xr[c] - m; v += d * d; }
         const float r = 1.0f / sqrtf(v * invC + eps);
-        for (int64_t c = 0; c < C; c++) o[c] = (xr[c] - m) * r * w[c] + b[c];
+        const __m256 vr = _mm256_set1_ps(r);
+        for (int64_t c = 0; c < C8; c += 8) {
+            __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
+            _mm256_storeu_ps(o + c, _mm256_fmadd_ps(xhat, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
+        }
+        for (int64_t c = C8; c < C; c++) o[c] = (xr[c] - m) * r * w[c] + b[c];
         mean[n] = m;
         rstd[n] = r;
     }
@@ -63,7 +68,16 @@ void lk_layernorm_backward(const float *dout, const float *x, const float *mean,
             dw[c] += g[c] * xhat;
         }
         const float meanG = sumG * invC, meanGX = sumGX * invC;
-        for (int64_t c = 0; c < C; c++) {
+        /* dx may be base itself: each lane group is read before it is written */
+        const __m256 vG = _mm256_set1_ps(meanG), vGX = _mm256_set1_ps(meanGX);
+        for (int64_t c = 0; c < C8; c += 8) {
+            __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
+            __m256 gw = _mm256_mul_ps(_mm256_loadu_ps(g + c), _mm256_loadu_ps(w + c));
+            __m256 t = _mm256_mul_ps(_mm256_fnmadd_ps(xhat, vGX, _mm256_sub_ps(gw, vG)), vr);
+            if (b0) t = _mm256_add_ps(_mm256_loadu_ps(b0 + c), t);
+            _mm256_storeu_ps(d + c, t);
+        }
+        for (int64_t c = C8; c < C; c++) {
             float xhat = (xr[c] - m) * r;
             d[c] = (b0 ? b0[c] : 0.0f) + (g[c] * w[c] - meanG - xhat * meanGX) * r;
         }

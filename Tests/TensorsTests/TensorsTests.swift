@@ -172,6 +172,22 @@ final class CKernelsTests: XCTestCase {
         lk_gelu_erf_forward(x, &out, Int64(x.count))
         lk_gelu_erf_forward_derivative(&d, &out2, Int64(x.count))
         XCTAssertEqual(out, out2, "both kernels compute the same GELU")
+        // an element's result does not depend on where a split of the array puts it (tails of
+        // fewer than eight elements run through the vector code too)
+        var split = [Float](repeating: 0, count: x.count), splitD = x
+        x.withUnsafeBufferPointer { xs in
+            split.withUnsafeMutableBufferPointer { o in
+                lk_gelu_erf_forward(xs.baseAddress!, o.baseAddress!, 5)
+                lk_gelu_erf_forward(xs.baseAddress! + 5, o.baseAddress! + 5, Int64(x.count - 5))
+            }
+        }
+        splitD.withUnsafeMutableBufferPointer { dx in
+            var g = [Float](repeating: 0, count: x.count)
+            lk_gelu_erf_forward_derivative(dx.baseAddress! + 3, &g, Int64(x.count - 3))
+            lk_gelu_erf_forward_derivative(dx.baseAddress!, &g, 3)
+        }
+        XCTAssertEqual(split, out, "GELU split at 5")
+        XCTAssertEqual(splitD, d, "GELU derivative split at 3")
         for i in x.indices {
             let v = Double(x[i])
             let cdf = 0.5 * (1 + Foundation.erf(v / 2.0.squareRoot()))
