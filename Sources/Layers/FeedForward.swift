@@ -77,9 +77,13 @@ public struct FeedForward: Sendable {
         gelu.forwardReplacingWithDerivative(h, g, count: N * H)
         dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
         // ∂L/∂g overwrites g: Linear.backward has finished reading its input when it writes dx.
-        cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false)
-        dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
-        Kernels.multiply(g, by: h, count: N * H)
+        if training && dropHidden.isActive {
+            cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false)
+            dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
+            Kernels.multiply(g, by: h, count: N * H)
+        } else { // ∂L/∂h = ∂L/∂g ⊙ gelu'(h) as the product is stored
+            cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false, multiplying: h)
+        }
         cFc.backward(g, x, dx, rows: N, arena, accumulateInput: accumulateInput)
     }
 }

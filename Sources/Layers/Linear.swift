@@ -27,29 +27,26 @@ public struct Linear: Sendable {
     /// x (N, in) → y (N, out), overwriting y.
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows N: Int,
                         _ arena: ParameterArena) {
-        let I = inFeatures, O = outFeatures
-        // y starts as the bias rows and the GEMM adds x·Wᵀ (one pass over y instead of three).
-        if let bias {
-            Kernels.fillRows(arena.param(bias), into: y, rows: N, cols: O)
-        } else {
-            y.update(repeating: 0, count: N * O)
-        }
-        sgemm(.none, .transposed, m: N, n: O, k: I, a: x, lda: I, b: arena.param(weight), ldb: I,
-              beta: 1, c: y, ldc: O)
+        // each output tile starts as the bias and is written once (RowProduct)
+        RowProduct.timesTransposed(x, rows: N, k: inFeatures, UnsafePointer(arena.param(weight)), outputs: outFeatures,
+                                   bias: bias.map { UnsafePointer(arena.param($0)) }, into: y)
     }
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W
     /// (or dx = dy·W when `accumulateInput` is false, which saves zeroing dx first).
     /// With `accumulateInput` false, dx may be the memory of x: x is read completely first.
+    /// `multiplying` m scales the input gradient elementwise as it is stored: dx = (dy·W) ⊙ m
+    /// (an activation's derivative, applied without another pass over dx).
     public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
-                         rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true) {
+                         rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true,
+                         multiplying m: UnsafePointer<Float>? = nil) {
         let I = inFeatures, O = outFeatures
         sgemm(.transposed, .none, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I,
               beta: 1, c: arena.grad(weight), ldc: I)
         if let bias { Kernels.accumulateColumnSums(dy, into: arena.grad(bias), rows: N, cols: O) }
         if let dx {
-            sgemm(.none, .none, m: N, n: I, k: O, a: dy, lda: O, b: arena.param(weight), ldb: I,
-                  beta: accumulateInput ? 1 : 0, c: dx, ldc: I)
+            RowProduct.times(dy, rows: N, k: O, UnsafePointer(arena.param(weight)), outputs: I,
+                             accumulate: accumulateInput, multiplying: m, into: dx)
         }
     }
 }

@@ -261,8 +261,9 @@ final class TransformerBlockTests: XCTestCase {
     }
 }
 
-/// The rank's threads split attention heads, GELU and LayerNorm rows without changing a bit
-/// (OpenBLAS itself stays on one thread here: its results may depend on its thread count).
+/// The rank's threads split attention heads, the Linear products' rows, GELU and LayerNorm rows
+/// without changing a bit (OpenBLAS itself stays on one thread here: its results may depend on
+/// its thread count).
 final class ThreadSplitTests: XCTestCase {
     func testTwoThreadsGiveTheSameBlockAsOne() {
         let B = 3, T = 37, C = 32

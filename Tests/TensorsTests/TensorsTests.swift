@@ -283,3 +283,51 @@ final class ParallelTests: XCTestCase {
         }
     }
 }
+
+/// The Linear layers' row-streaming product against a double-precision reference: partial tiles
+/// in both directions, every way the output can start (bias, zero, itself) and end (stored or
+/// multiplied), output rows wider than the product, and the same bits on one thread or two.
+final class RowProductTests: XCTestCase {
+    func testProductsMatchTheDefinition() {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        for threads in [1, 2] {
+            Parallel.setThreads(threads)
+            for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48)] {
+                check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) threads \(threads)")
+            }
+        }
+    }
+
+    func check(N: Int, K: Int, O: Int, label: String) {
+        let x = randomValues(N * K, seed: UInt64(N + K), std: 1), w = randomValues(O * K, seed: UInt64(O), std: 1)
+        let bias = randomValues(O, seed: 3), m = randomValues(N * O, seed: 4), y0 = randomValues(N * O, seed: 5)
+        func dot(_ n: Int, _ o: Int, transposed: Bool) -> Double {
+            (0 ..< K).reduce(0.0) { $0 + Double(x[n * K + $1]) * Double(transposed ? w[o * K + $1] : w[$1 * O + o]) }
+        }
+        // x·wᵀ + bias into rows three floats wider than the output: the extra columns stay untouched
+        let ldy = O + 3
+        var y = [Float](repeating: .nan, count: N * ldy)
+        RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, into: &y, ldy: ldy)
+        var expected = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true) + Double(bias[$0 % O])) }
+        assertClose((0 ..< N * O).map { y[($0 / O) * ldy + $0 % O] }, expected, relative: 1e-5, "\(label): x·wᵀ + b")
+        XCTAssert((0 ..< N).allSatisfy { n in y[n * ldy + O ..< n * ldy + ldy].allSatisfy(\.isNaN) }, "\(label): padding")
+
+        var z = [Float](repeating: .nan, count: N * O)
+        RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: nil, into: &z)
+        expected = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true)) }
+        assertClose(z, expected, relative: 1e-5, "\(label): x·wᵀ")
+
+        // x·w (w read as K × O): overwrite, accumulate, and multiplied on the way out
+        let plain = (0 ..< N * O).map { dot($0 / O, $0 % O, transposed: false) }
+        var v = [Float](repeating: .nan, count: N * O)
+        RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: false, into: &v)
+        assertClose(v, plain.map { Float($0) }, relative: 1e-5, "\(label): x·w")
+        v = y0
+        RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: true, into: &v)
+        assertClose(v, (0 ..< N * O).map { Float(plain[$0] + Double(y0[$0])) }, relative: 1e-5, "\(label): y + x·w")
+        v = [Float](repeating: .nan, count: N * O)
+        RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: false, multiplying: m, into: &v)
+        assertClose(v, (0 ..< N * O).map { Float(plain[$0] * Double(m[$0])) }, relative: 1e-5, "\(label): (x·w) ⊙ m")
+    }
+}

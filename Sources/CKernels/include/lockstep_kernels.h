@@ -1,9 +1,8 @@
 #ifndef LOCKSTEP_KERNELS_H
 #define LOCKSTEP_KERNELS_H
 /*
- * The numeric kernels written in C: elementwise loops the compiler vectorises reliably (GELU,
- * Adam/AdamW), and AVX2/FMA intrinsics where it would not (LayerNorm's row sums, attention's
- * register-blocked products and softmax).
+ * The numeric kernels written in C with AVX2/FMA: GELU, Adam/AdamW, LayerNorm, attention, and
+ * the row-streaming product behind the Linear layers' forward and input gradient.
  */
 #include <stdint.h>
 
@@ -25,6 +24,17 @@ void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, 
 /* dx = base + ∂L/∂x (base NULL: dx = ∂L/∂x; base may be dx); dw, db accumulate */
 void lk_layernorm_backward(const float *dout, const float *x, const float *mean, const float *rstd, const float *w,
                            float *dw, float *db, float *dx, const float *base, int64_t N, int64_t C);
+
+/*
+ * y = init + x·B for N rows of x (row stride ldx, K wide), B (K × O) packed by lk_gemm_pack
+ * (gemm.c). init is y itself when accumulate, else bias (O, or NULL for zero); when mul is not
+ * NULL the result is multiplied elementwise by mul (N × O, row stride ldm) before it is stored.
+ */
+int64_t lk_gemm_pack_size(int64_t K, int64_t O);
+/* B[k][o] = w[o·ldw + k] when transposed (w is O × K: x·wᵀ), else w[k·ldw + o] (w is K × O) */
+void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_t O, float *packed);
+void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
+                  const float *bias, int accumulate, const float *mul, int64_t ldm, float *y, int64_t ldy);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row

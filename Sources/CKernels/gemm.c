@@ -1,0 +1,112 @@
+/*
+ * Row-streaming matrix product for the Linear layers' forward (x·Wᵀ + b) and input gradient
+ * (dy·W): y = init + x·B over N rows, with B (K × O) packed once per call into panels of 16
+ * columns and x read in place, six rows at a time (no copy of the large operand, which OpenBLAS
+ * packs on every call). The output tile starts as the bias, zero or the existing y, and may be
+ * multiplied elementwise by a matrix on the way out (the GELU derivative in the MLP's backward),
+ * so y is written once. Every element is the same sequential sum over k wherever its row falls
+ * in a split of the rows.
+ */
+#include "lockstep_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+enum { TR = 6, TC = 16 }; /* tile rows, tile columns (two 8-lane vectors) */
+
+int64_t lk_gemm_pack_size(int64_t K, int64_t O) { return (O + TC - 1) / TC * TC * K; }
+
+void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_t O, float *packed) {
+    for (int64_t p = 0; p < (O + TC - 1) / TC; p++) {
+        float *panel = packed + p * K * TC;
+        const int64_t o0 = p * TC, width = O - o0 < TC ? O - o0 : TC;
+        if (transposed) { /* b[k][o] = w[o][k]: read each of the panel's rows of w along k */
+            for (int64_t j = 0; j < TC; j++) {
+                const float *row = w + (o0 + j) * ldw;
+                for (int64_t k = 0; k < K; k++) panel[k * TC + j] = j < width ? row[k] : 0;
+            }
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                const float *row = w + k * ldw + o0;
+                int64_t j = 0;
+                for (; j < width; j++) panel[k * TC + j] = row[j];
+                for (; j < TC; j++) panel[k * TC + j] = 0;
+            }
+        }
+    }
+}
+
+/* c[2r], c[2r+1] += Σ_k x_r[k] · panel[k][0..16) for the six rows */
+static inline __attribute__((always_inline)) void tile_product(const float *const x[TR], int64_t K,
+                                                               const float *panel, __m256 c[2 * TR]) {
+    for (int64_t k = 0; k < K; k++) {
+        const __m256 b0 = _mm256_loadu_ps(panel + k * TC), b1 = _mm256_loadu_ps(panel + k * TC + 8);
+        for (int r = 0; r < TR; r++) {
+            const __m256 a = _mm256_broadcast_ss(x[r] + k);
+            c[2 * r] = _mm256_fmadd_ps(a, b0, c[2 * r]);
+            c[2 * r + 1] = _mm256_fmadd_ps(a, b1, c[2 * r + 1]);
+        }
+    }
+}
+
+void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
+                  const float *bias, int accumulate, const float *mul, int64_t ldm, float *y, int64_t ldy) {
+    const int64_t panels = (O + TC - 1) / TC;
+    for (int64_t n0 = 0; n0 < N; n0 += TR) {
+        const int64_t nr = N - n0 < TR ? N - n0 : TR;
+        const float *rows[TR];
+        for (int r = 0; r < TR; r++) rows[r] = x + (n0 + (r < nr ? r : nr - 1)) * ldx; /* past N: repeat the last row */
+        for (int64_t p = 0; p < panels; p++) {
+            const int64_t o0 = p * TC, width = O - o0 < TC ? O - o0 : TC;
+            const int full = nr == TR && width == TC;
+            float *out = y + n0 * ldy + o0;
+            float edge[TR * TC]; /* a partial tile goes through here */
+            float *dst = full ? out : edge;
+            const int64_t ldd = full ? ldy : TC;
+            __m256 c[2 * TR];
+            if (accumulate) {
+                if (!full)
+                    for (int64_t r = 0; r < TR; r++)
+                        for (int64_t j = 0; j < TC; j++) edge[r * TC + j] = r < nr && j < width ? out[r * ldy + j] : 0;
+                for (int r = 0; r < TR; r++) {
+                    c[2 * r] = _mm256_loadu_ps(dst + r * ldd);
+                    c[2 * r + 1] = _mm256_loadu_ps(dst + r * ldd + 8);
+                }
+            } else {
+                __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+                if (bias && width == TC) {
+                    b0 = _mm256_loadu_ps(bias + o0);
+                    b1 = _mm256_loadu_ps(bias + o0 + 8);
+                } else if (bias) {
+                    float pad[TC] = {0};
+                    memcpy(pad, bias + o0, (size_t)width * sizeof(float));
+                    b0 = _mm256_loadu_ps(pad);
+                    b1 = _mm256_loadu_ps(pad + 8);
+                }
+                for (int r = 0; r < TR; r++) { c[2 * r] = b0; c[2 * r + 1] = b1; }
+            }
+            tile_product(rows, K, packed + p * K * TC, c);
+            if (mul) {
+                for (int r = 0; r < TR; r++) {
+                    const int64_t rr = r < nr ? r : nr - 1;
+                    const float *m = mul + (n0 + rr) * ldm + o0;
+                    if (width == TC) {
+                        c[2 * r] = _mm256_mul_ps(c[2 * r], _mm256_loadu_ps(m));
+                        c[2 * r + 1] = _mm256_mul_ps(c[2 * r + 1], _mm256_loadu_ps(m + 8));
+                    } else {
+                        float pad[TC] = {0};
+                        memcpy(pad, m, (size_t)width * sizeof(float));
+                        c[2 * r] = _mm256_mul_ps(c[2 * r], _mm256_loadu_ps(pad));
+                        c[2 * r + 1] = _mm256_mul_ps(c[2 * r + 1], _mm256_loadu_ps(pad + 8));
+                    }
+                }
+            }
+            for (int r = 0; r < TR; r++) {
+                _mm256_storeu_ps(dst + r * ldd, c[2 * r]);
+                _mm256_storeu_ps(dst + r * ldd + 8, c[2 * r + 1]);
+            }
+            if (!full)
+                for (int64_t r = 0; r < nr; r++) memcpy(out + r * ldy, edge + r * TC, (size_t)width * sizeof(float));
+        }
+    }
+}

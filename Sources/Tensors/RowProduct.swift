@@ -1,0 +1,73 @@
+import CKernels
+import Synchronization
+
+/// Products whose large operand streams through in rows (`lk_gemm_rows`): a Linear layer's
+/// forward `x·Wᵀ + b` and input gradient `dy·W`. The weight is packed into 16-column panels once
+/// per call (a few hundred KB at most); the activation rows are read in place, six at a time, and
+/// the output is written once, starting from the bias, zero or its own values. The rows are split
+/// over the rank's threads; each element is the same sequential sum over k wherever its row
+/// falls, so the result does not depend on the thread count.
+public enum RowProduct {
+    /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias, with w stored O × K (PyTorch's Linear).
+    public static func timesTransposed(_ x: UnsafePointer<Float>, rows N: Int, k K: Int,
+                                       _ w: UnsafePointer<Float>, outputs O: Int, bias: UnsafePointer<Float>?,
+                                       into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
+        run(x, rows: N, k: K, w, ldw: K, transposed: true, outputs: O, bias: bias, accumulate: false,
+            multiplying: nil, into: y, ldy: ldy ?? O)
+    }
+
+    /// y (N × O) = x (N × K) · w with w stored K × O; `accumulate` adds to y instead of
+    /// overwriting it; with `multiplying` m (N × O) the product is multiplied by m elementwise
+    /// before it is stored (y = (x·w) ⊙ m, or (y + x·w) ⊙ m).
+    public static func times(_ x: UnsafePointer<Float>, rows N: Int, k K: Int,
+                             _ w: UnsafePointer<Float>, outputs O: Int, accumulate: Bool,
+                             multiplying m: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>) {
+        run(x, rows: N, k: K, w, ldw: O, transposed: false, outputs: O, bias: nil, accumulate: accumulate,
+            multiplying: m, into: y, ldy: O)
+    }
+
+    private static func run(_ x: UnsafePointer<Float>, rows N: Int, k K: Int, _ w: UnsafePointer<Float>, ldw: Int,
+                            transposed: Bool, outputs O: Int, bias: UnsafePointer<Float>?, accumulate: Bool,
+                            multiplying m: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard N > 0, O > 0 else { return }
+        let packed = PackBuffers.take(count: Int(lk_gemm_pack_size(Int64(K), Int64(O))))
+        defer { PackBuffers.give(packed) }
+        lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), packed.pointer)
+        let p = UnsafePointer(packed.pointer)
+        // parts of a multiple of six rows: whole tiles on every thread but the last
+        Parallel.forEachPart(N, grain: 96) { r, _ in
+            lk_gemm_rows(x + r.lowerBound * K, Int64(K), Int64(r.count), Int64(K), p, Int64(O), bias,
+                         accumulate ? 1 : 0, m.map { $0 + r.lowerBound * O }, Int64(O),
+                         y + r.lowerBound * ldy, Int64(ldy))
+        }
+    }
+}
+
+/// Reusable buffers for packed weights: taken and given back around each product, so nothing is
+/// allocated in the step loop once the largest size has been seen.
+private enum PackBuffers {
+    struct Block: @unchecked Sendable { // owned by whoever took it from the pool
+        let pointer: UnsafeMutablePointer<Float>
+        let count: Int
+    }
+
+    private static let free = Mutex<[Block]>([])
+
+    static func take(count: Int) -> Block {
+        let found: Block? = free.withLock { list in
+            guard let i = list.firstIndex(where: { $0.count >= count }) else { return nil }
+            return list.remove(at: i)
+        }
+        if let found { return found }
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        return Block(pointer: raw.bindMemory(to: Float.self, capacity: max(count, 1)), count: count)
+    }
+
+    static func give(_ block: Block) {
+        let dropped: Block? = free.withLock { list in
+            list.append(block)
+            return list.count > 4 ? list.removeFirst() : nil // keep the pool small: drop the oldest
+        }
+        if let dropped { UnsafeMutableRawPointer(dropped.pointer).deallocate() }
+    }
+}
