@@ -29,10 +29,18 @@ int64_t lk_attention_work_size(int64_t T, int64_t hs) {
     return 2 * hs * Tp + 2 * Tr * Tp + 2 * MR * hs;
 }
 
+/* Rows [from, to) of a T-row strided view requested into the cache ahead of their use: the
+ * activations come from far caches, and the block loop would otherwise wait for each row. */
+static inline void prefetch_rows(const float *src, int64_t ld, int64_t from, int64_t to, int64_t T, int64_t hs) {
+    for (int64_t t = from; t < to && t < T; t++)
+        for (int64_t d = 0; d < hs; d += 16) _mm_prefetch((const char *)(src + t * ld + d), _MM_HINT_T0);
+}
+
 /* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8×8 tiles in registers. */
 static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, float *dst, int64_t Tp) {
     const int64_t T8 = T & ~(int64_t)7, hs8 = hs & ~(int64_t)7;
     for (int64_t j = 0; j < T8; j += 8) {
+        prefetch_rows(src, ld, j + 8, j + 16, T, hs);
         for (int64_t d = 0; d < hs8; d += 8) {
             const float *s0 = src + j * ld + d;
             __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ld);
@@ -213,6 +221,8 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
     for (int64_t t0 = 0; t0 < T; t0 += MR) {
         const int64_t nr = T - t0 < MR ? T - t0 : MR;
         const int64_t keys = causal ? t0 + nr : T, n = round_up(keys, 8);
+        prefetch_rows(q, ld, t0 + MR, t0 + 2 * MR, T, hs);
+        if (causal) prefetch_rows(v, ld, t0 + MR, t0 + 2 * MR, T, hs);
         rows_in(q, ld, t0, nr, hs, QB);
         block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);
         float inv[MR] = {0};
@@ -239,6 +249,9 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
         const int64_t nr = T - t0 < MR ? T - t0 : MR;
         const int64_t keys = causal ? t0 + nr : T, n = round_up(keys, 8);
         float *P = Pall + t0 * Tp, *dP = dSall + t0 * Tp;
+        prefetch_rows(q, ld, t0 + MR, t0 + 2 * MR, T, hs);
+        prefetch_rows(dy, lddy, t0 + MR, t0 + 2 * MR, T, hs);
+        prefetch_rows(y, ldy, t0 + MR, t0 + 2 * MR, T, hs);
         rows_in(q, ld, t0, nr, hs, QB);
         rows_in(dy, lddy, t0, nr, hs, DYB);
         block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);  /* S = Q · Kᵀ */
