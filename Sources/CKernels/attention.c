@@ -36,35 +36,12 @@ static inline void prefetch_rows(const float *src, int64_t ld, int64_t from, int
         for (int64_t d = 0; d < hs; d += 16) _mm_prefetch((const char *)(src + t * ld + d), _MM_HINT_T0);
 }
 
-/* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8×8 tiles in registers. */
+/* dst[d][j] = src[j·ld + d] for j < T, zero for T <= j < Tp; 8 × 8 tiles in registers. */
 static void transpose_in(const float *src, int64_t ld, int64_t T, int64_t hs, float *dst, int64_t Tp) {
     const int64_t T8 = T & ~(int64_t)7, hs8 = hs & ~(int64_t)7;
     for (int64_t j = 0; j < T8; j += 8) {
         prefetch_rows(src, ld, j + 8, j + 16, T, hs);
-        for (int64_t d = 0; d < hs8; d += 8) {
-            const float *s0 = src + j * ld + d;
-            __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ld);
-            __m256 r2 = _mm256_loadu_ps(s0 + 2 * ld), r3 = _mm256_loadu_ps(s0 + 3 * ld);
-            __m256 r4 = _mm256_loadu_ps(s0 + 4 * ld), r5 = _mm256_loadu_ps(s0 + 5 * ld);
-            __m256 r6 = _mm256_loadu_ps(s0 + 6 * ld), r7 = _mm256_loadu_ps(s0 + 7 * ld);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *o = dst + d * Tp + j;
-            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(o + Tp, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(o + 2 * Tp, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(o + 3 * Tp, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(o + 4 * Tp, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(o + 5 * Tp, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(o + 6 * Tp, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(o + 7 * Tp, _mm256_permute2f128_ps(u3, u7, 0x31));
-        }
+        for (int64_t d = 0; d < hs8; d += 8) transpose8x8(src + j * ld + d, ld, dst + d * Tp + j, Tp);
         for (int64_t d = hs8; d < hs; d++)
             for (int64_t jj = j; jj < j + 8; jj++) dst[d * Tp + jj] = src[jj * ld + d];
     }

@@ -8,6 +8,7 @@
  * in a split of the rows.
  */
 #include "lockstep_kernels.h"
+#include "lanes.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -20,10 +21,14 @@ void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_
     for (int64_t p = 0; p < (O + TC - 1) / TC; p++) {
         float *panel = packed + p * K * TC;
         const int64_t o0 = p * TC, width = O - o0 < TC ? O - o0 : TC;
-        if (transposed) { /* b[k][o] = w[o][k]: read each of the panel's rows of w along k */
-            for (int64_t j = 0; j < TC; j++) {
-                const float *row = w + (o0 + j) * ldw;
-                for (int64_t k = 0; k < K; k++) panel[k * TC + j] = j < width ? row[k] : 0;
+        if (transposed) { /* b[k][o] = w[o][k]: 8 × 8 register transposes, plain loops at the edges */
+            const int64_t K8 = K & ~(int64_t)7;
+            for (int64_t j0 = 0; j0 < TC; j0 += 8) {
+                if (j0 + 8 <= width)
+                    for (int64_t k = 0; k < K8; k += 8) transpose8x8(w + (o0 + j0) * ldw + k, ldw, panel + k * TC + j0, TC);
+                for (int64_t j = j0; j < j0 + 8; j++)
+                    for (int64_t k = j0 + 8 <= width ? K8 : 0; k < K; k++)
+                        panel[k * TC + j] = j < width ? w[(o0 + j) * ldw + k] : 0;
             }
         } else {
             for (int64_t k = 0; k < K; k++) {
