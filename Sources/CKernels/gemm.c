@@ -1,10 +1,10 @@
 /*
  * Row-streaming matrix product for the Linear layers' forward (x·Wᵀ + b) and input gradient
- * (dy·W): y = init + x·B over N rows, with B (K × O) packed once per call into panels of 16
- * columns and x read in place, six rows at a time (no copy of the large operand, which OpenBLAS
- * packs on every call). The output tile starts as the bias, zero or the existing y, and may be
- * multiplied elementwise by a matrix on the way out (the GELU derivative in the MLP's backward),
- * so y is written once. Every element is the same sequential sum over k wherever its row falls
+ * (dy·W): y = bias + init + x·B over N rows, with B (K × O) packed once per call into panels of
+ * 16 columns and x read in place, six rows at a time (no copy of the large operand, which
+ * OpenBLAS packs on every call). The output tile starts as the bias plus a matrix (a residual
+ * stream, or y itself to accumulate) and may be multiplied elementwise by another on the way out
+ * (the GELU derivative in the MLP's backward), so y is written once. Every element is the same sequential sum over k wherever its row falls
  * in a split of the rows.
  */
 #include "lockstep_kernels.h"
@@ -55,7 +55,8 @@ static inline __attribute__((always_inline)) void tile_product(const float *cons
 }
 
 void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
-                  const float *bias, int accumulate, const float *mul, int64_t ldm, float *y, int64_t ldy) {
+                  const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
+                  int64_t ldy) {
     const int64_t panels = (O + TC - 1) / TC;
     for (int64_t n0 = 0; n0 < N; n0 += TR) {
         const int64_t nr = N - n0 < TR ? N - n0 : TR;
@@ -69,25 +70,30 @@ void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float
             float *dst = full ? out : edge;
             const int64_t ldd = full ? ldy : TC;
             __m256 c[2 * TR];
-            if (accumulate) {
-                if (!full)
+            __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+            if (bias && width == TC) {
+                b0 = _mm256_loadu_ps(bias + o0);
+                b1 = _mm256_loadu_ps(bias + o0 + 8);
+            } else if (bias) {
+                float pad[TC] = {0};
+                memcpy(pad, bias + o0, (size_t)width * sizeof(float));
+                b0 = _mm256_loadu_ps(pad);
+                b1 = _mm256_loadu_ps(pad + 8);
+            }
+            if (init) {
+                const float *src = init + n0 * ldi + o0;
+                int64_t lds = ldi;
+                if (!full) {
                     for (int64_t r = 0; r < TR; r++)
-                        for (int64_t j = 0; j < TC; j++) edge[r * TC + j] = r < nr && j < width ? out[r * ldy + j] : 0;
+                        for (int64_t j = 0; j < TC; j++) edge[r * TC + j] = r < nr && j < width ? src[r * ldi + j] : 0;
+                    src = edge;
+                    lds = TC;
+                }
                 for (int r = 0; r < TR; r++) {
-                    c[2 * r] = _mm256_loadu_ps(dst + r * ldd);
-                    c[2 * r + 1] = _mm256_loadu_ps(dst + r * ldd + 8);
+                    c[2 * r] = _mm256_add_ps(b0, _mm256_loadu_ps(src + r * lds));
+                    c[2 * r + 1] = _mm256_add_ps(b1, _mm256_loadu_ps(src + r * lds + 8));
                 }
             } else {
-                __m256 b0 = _mm256_setzero_ps(), b1 = b0;
-                if (bias && width == TC) {
-                    b0 = _mm256_loadu_ps(bias + o0);
-                    b1 = _mm256_loadu_ps(bias + o0 + 8);
-                } else if (bias) {
-                    float pad[TC] = {0};
-                    memcpy(pad, bias + o0, (size_t)width * sizeof(float));
-                    b0 = _mm256_loadu_ps(pad);
-                    b1 = _mm256_loadu_ps(pad + 8);
-                }
                 for (int r = 0; r < TR; r++) { c[2 * r] = b0; c[2 * r + 1] = b1; }
             }
             tile_product(rows, K, packed + p * K * TC, c);

@@ -47,19 +47,25 @@ public struct FeedForward: Sendable {
         }
     }
 
-    /// x (B, T, C) → out (B, T, C). Row block b belongs to global sample `firstSample + b`.
+    /// x (B, T, C) → out (B, T, C); with `residual` (B, T, C), out = residual + mlp(x). Row block
+    /// b belongs to global sample `firstSample + b`.
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
                         _ scratch: Scratch, batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
-                        _ arena: ParameterArena) {
+                        _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil) {
         let N = B * T, H = hidden, C = dim
         let g = scratch.g.pointer
         cFc.forward(x, acts.h.pointer, rows: N, arena)
         gelu.forward(acts.h.pointer, g, count: N * H)
         dropHidden.forward(g, g, mask: acts.maskHidden.pointer, samples: B,
                            perSample: T * H, firstSample: firstSample, seed: seed, training: training)
-        cProj.forward(g, out, rows: N, arena)
-        dropOut.forward(out, out, mask: acts.maskOut.pointer, samples: B, perSample: T * C,
-                        firstSample: firstSample, seed: seed, training: training)
+        if training && dropOut.isActive {
+            cProj.forward(g, out, rows: N, arena)
+            dropOut.forward(out, out, mask: acts.maskOut.pointer, samples: B, perSample: T * C,
+                            firstSample: firstSample, seed: seed, training: training)
+            if let residual { Kernels.add(residual, into: out, count: N * C) }
+        } else { // the residual joins as the projection is written
+            cProj.forward(g, out, rows: N, arena, residual: residual)
+        }
     }
 
     /// dx = ∂L/∂x (overwritten, or added when `accumulateInput`); parameter gradients accumulate.

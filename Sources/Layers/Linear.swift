@@ -24,12 +24,13 @@ public struct Linear: Sendable {
         bias = nil
     }
 
-    /// x (N, in) → y (N, out), overwriting y.
+    /// x (N, in) → y (N, out), overwriting y; with `residual` (N, out), y = residual + x·Wᵀ + b
+    /// (a transformer's skip connection joined as y is written; residual may be y).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows N: Int,
-                        _ arena: ParameterArena) {
-        // each output tile starts as the bias and is written once (RowProduct)
+                        _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil) {
+        // each output tile starts as the bias (and residual) and is written once (RowProduct)
         RowProduct.timesTransposed(x, rows: N, k: inFeatures, UnsafePointer(arena.param(weight)), outputs: outFeatures,
-                                   bias: bias.map { UnsafePointer(arena.param($0)) }, into: y)
+                                   bias: bias.map { UnsafePointer(arena.param($0)) }, adding: residual, into: y)
     }
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W

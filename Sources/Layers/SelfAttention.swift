@@ -64,9 +64,10 @@ public struct SelfAttention: Sendable {
         }
     }
 
-    /// x (B, T, C) → out (B, T, C).
+    /// x (B, T, C) → out (B, T, C); with `residual` (B, T, C), out = residual + attention(x).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                        _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena) {
+                        _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
+                        residual: UnsafePointer<Float>? = nil) {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cAttn.forward(x, acts.qkv.pointer, rows: B * T, arena)
@@ -78,7 +79,7 @@ public struct SelfAttention: Sendable {
             lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C),
                                  Int64(T), Int64(hs), isCausal, scale, lse + i * T, work)
         }
-        cProj.forward(acts.y.pointer, out, rows: B * T, arena)
+        cProj.forward(acts.y.pointer, out, rows: B * T, arena, residual: residual)
     }
 
     /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out; parameter gradients accumulate.

@@ -69,14 +69,17 @@ public struct TransformerBlock: Sendable {
         let N = B * T, C = dim
         let x1 = acts.x1.pointer, lnOut = scratch.lnOut.pointer
         ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena)
-        attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
-                         seed: seed, training: training)
-        Kernels.add(x, into: x1, count: N * C)
+        if training && attnDrop.isActive {
+            attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena)
+            attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C,
+                             firstSample: firstSample, seed: seed, training: training)
+            Kernels.add(x, into: x1, count: N * C)
+        } else { // the skip connections join as the projections are written
+            attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena, residual: x)
+        }
         ln2.forward(x1, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
         mlp.forward(lnOut, out, acts.mlp, scratch.mlp, batch: B, time: T, firstSample: firstSample, seed: seed,
-                    training: training, arena)
-        Kernels.add(x1, into: out, count: N * C)
+                    training: training, arena, residual: UnsafePointer(x1))
     }
 
     /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out.

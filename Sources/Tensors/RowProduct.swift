@@ -8,12 +8,15 @@ import Synchronization
 /// over the rank's threads; each element is the same sequential sum over k wherever its row
 /// falls, so the result does not depend on the thread count.
 public enum RowProduct {
-    /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias, with w stored O × K (PyTorch's Linear).
+    /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias (+ residual, N × O), with w stored O × K
+    /// (PyTorch's Linear). `residual` may be y itself.
     public static func timesTransposed(_ x: UnsafePointer<Float>, rows N: Int, k K: Int,
                                        _ w: UnsafePointer<Float>, outputs O: Int, bias: UnsafePointer<Float>?,
+                                       adding residual: UnsafePointer<Float>? = nil,
                                        into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
-        run(x, rows: N, k: K, w, ldw: K, transposed: true, outputs: O, bias: bias, accumulate: false,
-            multiplying: nil, into: y, ldy: ldy ?? O)
+        let ldy = ldy ?? O
+        run(x, rows: N, k: K, w, ldw: K, transposed: true, outputs: O, bias: bias, initial: residual,
+            ldi: residual == UnsafePointer(y) ? ldy : O, multiplying: nil, into: y, ldy: ldy)
     }
 
     /// y (N × O) = x (N × K) · w with w stored K × O; `accumulate` adds to y instead of
@@ -22,13 +25,14 @@ public enum RowProduct {
     public static func times(_ x: UnsafePointer<Float>, rows N: Int, k K: Int,
                              _ w: UnsafePointer<Float>, outputs O: Int, accumulate: Bool,
                              multiplying m: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>) {
-        run(x, rows: N, k: K, w, ldw: O, transposed: false, outputs: O, bias: nil, accumulate: accumulate,
-            multiplying: m, into: y, ldy: O)
+        run(x, rows: N, k: K, w, ldw: O, transposed: false, outputs: O, bias: nil,
+            initial: accumulate ? UnsafePointer(y) : nil, ldi: O, multiplying: m, into: y, ldy: O)
     }
 
     private static func run(_ x: UnsafePointer<Float>, rows N: Int, k K: Int, _ w: UnsafePointer<Float>, ldw: Int,
-                            transposed: Bool, outputs O: Int, bias: UnsafePointer<Float>?, accumulate: Bool,
-                            multiplying m: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+                            transposed: Bool, outputs O: Int, bias: UnsafePointer<Float>?,
+                            initial: UnsafePointer<Float>?, ldi: Int, multiplying m: UnsafePointer<Float>?,
+                            into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, O > 0 else { return }
         let packed = PackBuffers.take(count: Int(lk_gemm_pack_size(Int64(K), Int64(O))))
         defer { PackBuffers.give(packed) }
@@ -37,7 +41,7 @@ public enum RowProduct {
         // parts of a multiple of six rows: whole tiles on every thread but the last
         Parallel.forEachPart(N, grain: 96) { r, _ in
             lk_gemm_rows(x + r.lowerBound * K, Int64(K), Int64(r.count), Int64(K), p, Int64(O), bias,
-                         accumulate ? 1 : 0, m.map { $0 + r.lowerBound * O }, Int64(O),
+                         initial.map { $0 + r.lowerBound * ldi }, Int64(ldi), m.map { $0 + r.lowerBound * O }, Int64(O),
                          y + r.lowerBound * ldy, Int64(ldy))
         }
     }

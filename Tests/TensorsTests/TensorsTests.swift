@@ -318,6 +318,20 @@ final class RowProductTests: XCTestCase {
         expected = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true)) }
         assertClose(z, expected, relative: 1e-5, "\(label): x·wᵀ")
 
+        // a residual stream joined as the output is written: from another matrix, and in place
+        let withResidual = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true) + Double(bias[$0 % O]) + Double(y0[$0])) }
+        z = [Float](repeating: .nan, count: N * O)
+        RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: y0, into: &z)
+        assertClose(z, withResidual, relative: 1e-5, "\(label): r + x·wᵀ + b")
+        var inPlace = [Float](repeating: .nan, count: N * ldy)
+        for n in 0 ..< N { for o in 0 ..< O { inPlace[n * ldy + o] = y0[n * O + o] } }
+        inPlace.withUnsafeMutableBufferPointer { p in
+            let q = p.baseAddress!
+            RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: UnsafePointer(q), into: q, ldy: ldy)
+        }
+        assertClose((0 ..< N * O).map { inPlace[($0 / O) * ldy + $0 % O] }, withResidual, relative: 1e-5,
+                    "\(label): y += x·wᵀ + b in place")
+
         // x·w (w read as K × O): overwrite, accumulate, and multiplied on the way out
         let plain = (0 ..< N * O).map { dot($0 / O, $0 % O, transposed: false) }
         var v = [Float](repeating: .nan, count: N * O)

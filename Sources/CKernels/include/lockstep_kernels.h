@@ -26,15 +26,16 @@ void lk_layernorm_backward(const float *dout, const float *x, const float *mean,
                            float *dw, float *db, float *dx, const float *base, int64_t N, int64_t C);
 
 /*
- * y = init + x·B for N rows of x (row stride ldx, K wide), B (K × O) packed by lk_gemm_pack
- * (gemm.c). init is y itself when accumulate, else bias (O, or NULL for zero); when mul is not
- * NULL the result is multiplied elementwise by mul (N × O, row stride ldm) before it is stored.
+ * y = (bias + init + x·B) ⊙ mul for N rows of x (row stride ldx, K wide), B (K × O) packed by
+ * lk_gemm_pack (gemm.c); a NULL bias, init (N × O, row stride ldi; may be y) or mul (row stride
+ * ldm) is left out.
  */
 int64_t lk_gemm_pack_size(int64_t K, int64_t O);
 /* B[k][o] = w[o·ldw + k] when transposed (w is O × K: x·wᵀ), else w[k·ldw + o] (w is K × O) */
 void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_t O, float *packed);
 void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
-                  const float *bias, int accumulate, const float *mul, int64_t ldm, float *y, int64_t ldy);
+                  const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
+                  int64_t ldy);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
