@@ -4,8 +4,8 @@
  * 16 columns and x read in place, six rows at a time (no copy of the large operand, which
  * OpenBLAS packs on every call). The output tile starts as the bias plus a matrix (a residual
  * stream, or y itself to accumulate) and may be multiplied elementwise by another on the way out
- * (the GELU derivative in the MLP's backward), so y is written once. Every element is the same sequential sum over k wherever its row falls
- * in a split of the rows.
+ * (the GELU derivative in the MLP's backward), so y is written once. Every element is the same
+ * sequential sum over k wherever its row falls in a split of the rows.
  */
 #include "lockstep_kernels.h"
 #include "lanes.h"

@@ -3,10 +3,10 @@ import Synchronization
 
 /// Products whose large operand streams through in rows (`lk_gemm_rows`): a Linear layer's
 /// forward `x·Wᵀ + b` and input gradient `dy·W`. The weight is packed into 16-column panels once
-/// per call (a few hundred KB at most); the activation rows are read in place, six at a time, and
-/// the output is written once, starting from the bias, zero or its own values. The rows are split
-/// over the rank's threads; each element is the same sequential sum over k wherever its row
-/// falls, so the result does not depend on the thread count.
+/// per call (a few hundred KB at most); the activation rows are read in place, six at a time,
+/// and the output is written once, starting from the bias plus a residual or its own values.
+/// The rows are split over the rank's threads; each element is the same sequential sum over k
+/// wherever its row falls, so the result does not depend on the thread count.
 public enum RowProduct {
     /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias (+ residual, N × O), with w stored O × K
     /// (PyTorch's Linear). `residual` may be y itself.
