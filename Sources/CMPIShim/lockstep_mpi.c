@@ -81,16 +81,6 @@ int lsm_wait(int64_t request) {
     return rc;
 }
 
-int lsm_progress(void) {
-    for (int i = 0; i < LSM_MAX_REQUESTS; i++) {
-        if (!request_used[i] || requests[i] == MPI_REQUEST_NULL) continue;
-        int done = 0; /* a finished request becomes MPI_REQUEST_NULL; lsm_wait then returns at once */
-        int rc = MPI_Test(&requests[i], &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) return rc;
-    }
-    return LSM_OK;
-}
-
 int lsm_broadcast_bytes(void *buffer, int64_t count, int root) {
     char *p = (char *)buffer;
     while (count > 0) {

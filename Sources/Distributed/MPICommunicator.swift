@@ -53,10 +53,6 @@ public final class MPICommunicator: Communicator {
         check(lsm_wait(pending.id), "MPI_Wait")
     }
 
-    public func progress() {
-        check(lsm_progress(), "MPI_Test")
-    }
-
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {
         check(lsm_broadcast_bytes(bytes, Int64(count), Int32(root)), "MPI_Bcast(\(count) bytes)")
     }

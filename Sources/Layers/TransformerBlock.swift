@@ -82,17 +82,15 @@ public struct TransformerBlock: Sendable {
                     training: training, arena, residual: UnsafePointer(x1))
     }
 
-    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out. `midway` is called between the stages of the
-    /// backward (a caller's chance to let communication in flight advance).
+    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out.
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, training: Bool,
-                         _ arena: ParameterArena, midway: (() -> Void)? = nil) {
+                         _ arena: ParameterArena) {
         let N = B * T, C = dim
         let lnOut = scratch.lnOut.pointer
         // MLP branch: out = x1 + mlp(ln2(x1))
         ln2.forward(acts.x1.pointer, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
         mlp.backward(dout, lnOut, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
-        midway?()
         ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
                      scratch.dx1.pointer, base: dout, rows: N, arena)   // dx1 = dout + through ln2
         // Attention branch: x1 = x + drop(attn(ln1(x)))
@@ -102,9 +100,7 @@ public struct TransformerBlock: Sendable {
             dAttn = UnsafePointer(scratch.dAttnOut.pointer)
         }
         ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        midway?()
         attn.backward(dAttn, lnOut, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
-        midway?()
         ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx,
                      base: scratch.dx1.pointer, rows: N, arena)                   // dx = dx1 + through ln1
     }

@@ -35,7 +35,6 @@ public final class GPT: LanguageModel {
     public let config: GPTConfig
     public let arena: ParameterArena
     public let maxBatch: Int
-    public var backwardProgress: ((Int) -> Void)?
     public var vocabSize: Int { config.vocabSize }
     public var blockSize: Int { config.blockSize }
 
@@ -45,8 +44,6 @@ public final class GPT: LanguageModel {
     let blocks: [TransformerBlock]
     let lnF: LayerNorm
     let head: Linear
-    /// Arena offsets where each block's parameters start, then the final LayerNorm's.
-    let blockStarts: [Int]
     let acts: Activations
 
     /// Dropout sites: the embedding's, then a range per block.
@@ -60,15 +57,10 @@ public final class GPT: LanguageModel {
         var layout = ParameterLayout()
         wte = Embedding(&layout, name: "transformer.wte", num: config.vocabSize, dim: C)
         wpe = PositionEmbedding(&layout, name: "transformer.wpe", blockSize: config.blockSize, dim: C)
-        var starts: [Int] = []
         blocks = (0 ..< config.nLayer).map { l in
-            starts.append(layout.count)
-            return TransformerBlock(&layout, name: "transformer.h.\(l)", dim: C, nHead: config.nHead,
-                                    causal: config.causal, gelu: config.gelu, dropout: config.dropout,
-                                    site: GPT.blockSite(l), bias: config.bias)
+            TransformerBlock(&layout, name: "transformer.h.\(l)", dim: C, nHead: config.nHead, causal: config.causal,
+                             gelu: config.gelu, dropout: config.dropout, site: GPT.blockSite(l), bias: config.bias)
         }
-        starts.append(layout.count)
-        blockStarts = starts
         lnF = LayerNorm(&layout, name: "transformer.ln_f", dim: C)
         head = Linear(tiedTo: wte.weight)
         embDrop = Dropout(p: config.dropout, site: GPT.embeddingSite)
@@ -166,15 +158,9 @@ public final class GPT: LanguageModel {
         var d = acts.dResidual[0], dPrev = acts.dResidual[1]
         lnF.backward(acts.dLnF.pointer, acts.residual[L].pointer, mean: acts.lnFMean.pointer, rstd: acts.lnFRstd.pointer,
                      d.pointer, base: nil, rows: N, arena)
-        // the final LayerNorm's gradients are complete, then each block's as it finishes (the
-        // tied embedding, first in the arena, only at the end)
-        let progress = backwardProgress, starts = blockStarts
-        progress?(starts[L])
         for l in stride(from: L - 1, through: 0, by: -1) {
             blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], acts.scratch,
-                               batch: B, time: T, training: acts.training, arena,
-                               midway: progress.map { p in { p(starts[l + 1]) } })
-            progress?(starts[l])
+                               batch: B, time: T, training: acts.training, arena)
             swap(&d, &dPrev)
         }
         embDrop.backwardInPlace(d.pointer, mask: acts.embMask.pointer, count: N * C, training: acts.training)

@@ -22,10 +22,6 @@ public protocol LanguageModel: AnyObject {
     /// Backward of `scale · summed loss` of the last forward; gradients accumulate (+=).
     func backward(lossScale: Float)
 
-    /// When set, backward calls it now and then with an arena offset from which every gradient
-    /// is complete for this backward (the trainer starts reducing those while backward goes on).
-    var backwardProgress: ((Int) -> Void)? { get set }
-
     /// Logits (B, T, V) of the last forward.
     var logits: UnsafePointer<Float> { get }
 }

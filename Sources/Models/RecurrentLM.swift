@@ -30,8 +30,6 @@ public final class RecurrentLM: StatefulModel {
     public let config: RecurrentConfig
     public let arena: ParameterArena
     public let maxBatch: Int
-    /// Not called: the recurrent layers' gradients are all complete only at the end of backward.
-    public var backwardProgress: ((Int) -> Void)?
     public var vocabSize: Int { config.vocabSize }
     public var blockSize: Int { config.blockSize }
 

@@ -10,8 +10,6 @@ public protocol Communicator: AnyObject {
     /// Starts an in-place sum that completes at `wait` (so it can overlap other work).
     func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction
     func wait(_ pending: PendingReduction)
-    /// Lets the reductions in flight advance (MPI moves them only inside its calls).
-    func progress()
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int)
     func barrier()
@@ -35,7 +33,6 @@ public final class SingleProcessCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) {}
     public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction { PendingReduction(id: 0) }
     public func wait(_ pending: PendingReduction) {}
-    public func progress() {}
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
     public func barrier() {}
     public func abort(_ message: String) -> Never {

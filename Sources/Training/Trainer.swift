@@ -76,7 +76,6 @@ public final class Trainer {
 
     /// Reductions in flight (capacity reserved once: no allocation in the step).
     private var pending: [PendingReduction] = []
-    private var bucketsStarted = 0        // gradient buckets started this step, counted from the end
 
     /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
     /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
@@ -135,12 +134,7 @@ public final class Trainer {
                                   seed: config.training.seed, training: true)
             stateful?.finalState(into: rows)
             let f1 = monotonicSeconds()
-            // the last micro-batch's backward starts reducing the gradients it has finished
-            if m == A - 1 && comm.size > 1 {
-                model.backwardProgress = { [unowned self] ready in self.reduceGradients(from: ready) }
-            }
             model.backward(lossScale: 1)
-            model.backwardProgress = nil
             times.forward += f1 - f0
             times.backward += monotonicSeconds() - f1
             lossSum += r.loss
@@ -167,31 +161,21 @@ public final class Trainer {
     }
 
     /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single
-    /// all-reduces fall off a cliff in MPI), cut from the end of the arena, where backward
-    /// finishes first. Backward of the last micro-batch starts each bucket as soon as its gradients
-    /// are complete (`reduceGradients(from:)`) and lets the ones in flight advance; this starts
-    /// the rest (the short one at the front holds the embeddings, complete last) and waits.
+    /// all-reduces fall off a cliff in MPI). The buckets are started without waiting, so MPI
+    /// pipelines them, and completed together (at most `inFlight` at once).
     func allReduceGradients() {
         guard comm.size > 1 else { return }
-        reduceGradients(from: 0)
+        let arena = model.arena
+        let bucket = max(1024, Int(config.training.allreduceBucketMB * 1_048_576) / MemoryLayout<Float>.stride)
+        var start = 0
+        while start < arena.count {
+            let n = min(bucket, arena.count - start)
+            if pending.count == pending.capacity { pending.forEach(comm.wait); pending.removeAll(keepingCapacity: true) }
+            pending.append(comm.startAllReduceSum(arena.gradients.pointer + start, count: n))
+            start += n
+        }
         pending.forEach(comm.wait)
         pending.removeAll(keepingCapacity: true)
-        bucketsStarted = 0
-    }
-
-    /// Starts, in the same order on every rank, the buckets not started yet that lie wholly at or
-    /// after arena offset `ready`, and lets MPI advance the reductions in flight.
-    func reduceGradients(from ready: Int) {
-        let arena = model.arena
-        let size = max(1024, Int(config.training.allreduceBucketMB * 1_048_576) / MemoryLayout<Float>.stride)
-        while bucketsStarted * size < arena.count {
-            let end = arena.count - bucketsStarted * size, start = max(0, end - size)
-            if start < ready { break }
-            if pending.count == pending.capacity { pending.forEach(comm.wait); pending.removeAll(keepingCapacity: true) }
-            pending.append(comm.startAllReduceSum(arena.gradients.pointer + start, count: end - start))
-            bucketsStarted += 1
-        }
-        comm.progress()
     }
 
     /// Validation loss over the fixed windows, split across ranks by micro-batch and reduced.

@@ -27,9 +27,6 @@ int lsm_allreduce_sum_int64(int64_t *buffer, int64_t count);
 int lsm_iallreduce_sum_float_start(float *buffer, int64_t count, int64_t *request);
 /* Completes a request started above. */
 int lsm_wait(int64_t request);
-/* Lets the reductions in flight move on: MPI advances non-blocking collectives only inside MPI
- * calls, so a rank busy computing calls this now and then. */
-int lsm_progress(void);
 
 /* Copies count bytes from root's buffer into every rank's. */
 int lsm_broadcast_bytes(void *buffer, int64_t count, int root);
