@@ -32,7 +32,8 @@ public struct LayerNorm: Sendable {
     /// sums over rows keep one order).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-                         _ dx: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>?, rows N: Int, _ arena: ParameterArena) {
+                         _ dx: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>?, rows N: Int,
+                         _ arena: ParameterArena) {
         lk_layernorm_backward(dout, x, mean, rstd, arena.param(weight), arena.grad(weight), arena.grad(bias), dx, base,
                               Int64(N), Int64(dim))
     }

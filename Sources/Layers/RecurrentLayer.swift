@@ -79,9 +79,8 @@ public struct RecurrentLayer: Sendable {
                         h0: UnsafePointer<Float>? = nil, c0: UnsafePointer<Float>? = nil) {
         let H = hidden, G = cell.gates * H
         let xi = acts.xi.pointer, hh = acts.hh.pointer, act = acts.act.pointer, h = acts.h.pointer, hp = acts.hPrev.pointer
-        Kernels.fillRows(arena.param(biasIH), into: xi, rows: B * T, cols: G)
-        sgemm(.none, .transposed, m: B * T, n: G, k: input, a: x, lda: input, b: arena.param(weightIH), ldb: input,
-              beta: 1, c: xi, ldc: G)
+        RowProduct.timesTransposed(x, rows: B * T, k: input, UnsafePointer(arena.param(weightIH)), outputs: G,
+                                   bias: UnsafePointer(arena.param(biasIH)), into: xi)
         let bhh = arena.param(biasHH)
         if cell == .lstm {
             if let c0 { acts.c0.pointer.update(from: c0, count: B * H) } else { acts.c0.zero() }
@@ -203,7 +202,7 @@ public struct RecurrentLayer: Sendable {
         sgemm(.transposed, .none, m: G, n: input, k: B * T, a: dxi, lda: G, b: x, ldb: input, beta: 1,
               c: arena.grad(weightIH), ldc: input)
         Kernels.accumulateColumnSums(dxi, into: arena.grad(biasIH), rows: B * T, cols: G)
-        sgemm(.none, .none, m: B * T, n: input, k: G, a: dxi, lda: G, b: arena.param(weightIH), ldb: input, beta: 0,
-              c: dx, ldc: input)
+        RowProduct.times(dxi, rows: B * T, k: G, UnsafePointer(arena.param(weightIH)), outputs: input, accumulate: false,
+                         into: dx)
     }
 }

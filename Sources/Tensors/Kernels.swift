@@ -50,15 +50,6 @@ public enum Kernels {
         }
     }
 
-    /// Every row of `out` (rows × cols) set to `row`: the start of `x·Wᵀ + b` before the GEMM adds.
-    @inlinable @inline(__always)
-    public static func fillRows(_ row: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                                rows: Int, cols: Int) {
-        Parallel.forEachPart(rows, grain: 64) { part, _ in
-            for r in part { (out + r * cols).update(from: row, count: cols) }
-        }
-    }
-
     /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].
     @inlinable @inline(__always)
     public static func accumulateColumnSums(_ x: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,

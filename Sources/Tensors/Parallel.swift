@@ -1,7 +1,7 @@
 import Dispatch
 
-/// Work between the GEMMs (attention heads, GELU, LayerNorm rows) split over the threads a rank
-/// owns — as many as its BLAS threads. With one thread (the data-parallel layout: one rank per
+/// A rank's own kernels (the Linear products' rows, attention heads, GELU, LayerNorm rows) split
+/// over the threads the rank owns — as many as its BLAS threads. With one thread (the data-parallel layout: one rank per
 /// core) everything runs inline. The split never changes a result: each part writes its own
 /// outputs and nothing is summed across parts.
 public enum Parallel {

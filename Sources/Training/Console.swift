@@ -45,7 +45,6 @@ public final class Console {
     }
 }
 
-/// `1m05s`, `12.3s`.
 /// An integer with thousands separators ("842,496"), without the locale machinery (ICU data)
 /// that `formatted()` loads into every rank.
 public func grouped(_ n: Int) -> String {
@@ -58,6 +57,7 @@ public func grouped(_ n: Int) -> String {
     return n < 0 ? "-" + out : out
 }
 
+/// `1m05s`, `12.3s`.
 public func formatDuration(_ s: Double) -> String {
     if s >= 60 { return "\(Int(s) / 60)m\(String(format: "%02d", Int(s) % 60))s" }
     return String(format: "%.1fs", s)
