@@ -2,7 +2,8 @@ import CKernels
 import Synchronization
 
 /// Products whose large operand streams through in rows (`lk_gemm_rows`): a Linear layer's
-/// forward `x·Wᵀ + b` and input gradient `dy·W`. The weight is packed into 16-column panels once
+/// forward `x·Wᵀ + b` and input gradient `dy·W` (and a recurrent layer's input projection and
+/// input gradient, the same two shapes). The weight is packed into 16-column panels once
 /// per call (a few hundred KB at most); the activation rows are read in place, six at a time,
 /// and the output is written once, starting from the bias plus a residual or its own values.
 /// The rows are split over the rank's threads; each element is the same sequential sum over k
