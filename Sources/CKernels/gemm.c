@@ -1,4 +1,7 @@
 /*
+ * The Linear layers' products in AVX2 + FMA; gemm_avx512.c holds the AVX-512 paths, taken when
+ * lk_isa_avx512() says so, with identical results.
+ *
  * Row-streaming matrix product for the Linear layers' forward (x·Wᵀ + b) and input gradient
  * (dy·W): y = bias + init + x·B over N rows, with B (K × O) packed once per call into panels of
  * 16 columns and x read in place, six rows at a time (no copy of the large operand, which
@@ -8,12 +11,13 @@
  * sequential sum over k wherever its row falls in a split of the rows.
  */
 #include "lockstep_kernels.h"
+#include "gemm.h"
 #include "lanes.h"
 
 #include <immintrin.h>
 #include <string.h>
 
-enum { TR = 6, TC = 16 }; /* tile rows, tile columns (two 8-lane vectors) */
+enum { TR = 6, TC = GEMM_PANEL }; /* tile rows, tile columns (two 8-lane vectors) */
 
 int64_t lk_gemm_pack_size(int64_t K, int64_t O) { return (O + TC - 1) / TC * TC * K; }
 
@@ -57,6 +61,10 @@ static inline __attribute__((always_inline)) void tile_product(const float *cons
 void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
                   const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
                   int64_t ldy) {
+    if (lk_isa_avx512()) {
+        lk_gemm_rows_avx512(x, ldx, N, K, packed, O, bias, init, ldi, mul, ldm, y, ldy);
+        return;
+    }
     const int64_t panels = (O + TC - 1) / TC;
     for (int64_t n0 = 0; n0 < N; n0 += TR) {
         const int64_t nr = N - n0 < TR ? N - n0 : TR;
@@ -118,6 +126,63 @@ void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float
             }
             if (!full)
                 for (int64_t r = 0; r < nr; r++) memcpy(out + r * ldy, edge + r * TC, (size_t)width * sizeof(float));
+        }
+    }
+}
+
+/*
+ * Column product w += aᵀ·b (a Linear layer's weight gradient dyᵀ·x): 6 rows of w × 16 columns per
+ * tile, a[n][o] broadcast, b[n][k…] loaded, over the rows in chunks of GEMM_COLS_CHUNK so that a
+ * pass of both operands stays in cache; the tile is kept in registers through a chunk.
+ */
+enum { CR2 = 6 };
+
+static inline __attribute__((always_inline)) void cols_tile(const int full, const float *a, int64_t lda,
+                                                            const float *b, int64_t ldb, int64_t N, int orows,
+                                                            int64_t k0, int64_t K, float *w, int64_t ldw) {
+    const int64_t width = K - k0;
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width > 8 ? 8 : (int)width), iota);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width > 16 ? 8 : width > 8 ? (int)width - 8 : 0), iota);
+    __m256 c[2 * CR2];
+    for (int r = 0; r < CR2; r++) {
+        const int on = r < orows;
+        c[2 * r] = on ? _mm256_maskload_ps(w + r * ldw + k0, m0) : _mm256_setzero_ps();
+        c[2 * r + 1] = on ? _mm256_maskload_ps(w + r * ldw + k0 + 8, m1) : _mm256_setzero_ps();
+    }
+    int off[CR2]; /* rows past the end read column 0 (computed, never stored); constants for a full tile */
+    for (int r = 0; r < CR2; r++) off[r] = full || r < orows ? r : 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float *an = a + n * lda, *bn = b + n * ldb + k0;
+        const __m256 v0 = _mm256_maskload_ps(bn, m0), v1 = _mm256_maskload_ps(bn + 8, m1);
+        for (int r = 0; r < CR2; r++) {
+            const __m256 s = _mm256_broadcast_ss(an + off[r]);
+            c[2 * r] = _mm256_fmadd_ps(s, v0, c[2 * r]);
+            c[2 * r + 1] = _mm256_fmadd_ps(s, v1, c[2 * r + 1]);
+        }
+    }
+    for (int r = 0; r < orows; r++) {
+        _mm256_maskstore_ps(w + r * ldw + k0, m0, c[2 * r]);
+        _mm256_maskstore_ps(w + r * ldw + k0 + 8, m1, c[2 * r + 1]);
+    }
+}
+
+void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
+                  int64_t ldw) {
+    if (lk_isa_avx512()) {
+        lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw);
+        return;
+    }
+    for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
+        const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
+        for (int64_t o0 = 0; o0 < O; o0 += CR2) {
+            const int orows = O - o0 < CR2 ? (int)(O - o0) : CR2;
+            const float *ao = a + n0 * lda + o0, *bc = b + n0 * ldb;
+            float *wo = w + o0 * ldw;
+            for (int64_t k0 = 0; k0 < K; k0 += 16) {
+                if (orows == CR2) cols_tile(1, ao, lda, bc, ldb, nn, CR2, k0, K, wo, ldw);
+                else cols_tile(0, ao, lda, bc, ldb, nn, orows, k0, K, wo, ldw);
+            }
         }
     }
 }

@@ -42,8 +42,7 @@ public struct Linear: Sendable {
                          rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true,
                          multiplying m: UnsafePointer<Float>? = nil) {
         let I = inFeatures, O = outFeatures
-        sgemm(.transposed, .none, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I,
-              beta: 1, c: arena.grad(weight), ldc: I)
+        RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight))
         if let bias { Kernels.accumulateColumnSums(dy, into: arena.grad(bias), rows: N, cols: O) }
         if let dx {
             RowProduct.times(dy, rows: N, k: O, UnsafePointer(arena.param(weight)), outputs: I,

@@ -197,10 +197,9 @@ public struct RecurrentLayer: Sendable {
             }
         }
         // dW_hh += Σ_t dhh_tᵀ·h₋ ; db_hh ; dW_ih += dxiᵀ·x ; db_ih ; dx = dxi·W_ih
-        sgemm(.transposed, .none, m: G, n: H, k: B * T, a: dhh, lda: G, b: hp, ldb: H, beta: 1, c: arena.grad(weightHH), ldc: H)
+        RowProduct.accumulateTransposedTimes(dhh, hp, rows: B * T, outputs: G, k: H, into: arena.grad(weightHH))
         Kernels.accumulateColumnSums(dhh, into: arena.grad(biasHH), rows: B * T, cols: G)
-        sgemm(.transposed, .none, m: G, n: input, k: B * T, a: dxi, lda: G, b: x, ldb: input, beta: 1,
-              c: arena.grad(weightIH), ldc: input)
+        RowProduct.accumulateTransposedTimes(dxi, x, rows: B * T, outputs: G, k: input, into: arena.grad(weightIH))
         Kernels.accumulateColumnSums(dxi, into: arena.grad(biasIH), rows: B * T, cols: G)
         RowProduct.times(dxi, rows: B * T, k: G, UnsafePointer(arena.param(weightIH)), outputs: input, accumulate: false,
                          into: dx)

@@ -1,14 +1,37 @@
 import CKernels
 import Synchronization
 
-/// Products whose large operand streams through in rows (`lk_gemm_rows`): a Linear layer's
-/// forward `x·Wᵀ + b` and input gradient `dy·W` (and a recurrent layer's input projection and
-/// input gradient, the same two shapes). The weight is packed into 16-column panels once
-/// per call (a few hundred KB at most); the activation rows are read in place, six at a time,
-/// and the output is written once, starting from the bias plus a residual or its own values.
-/// The rows are split over the rank's threads; each element is the same sequential sum over k
-/// wherever its row falls, so the result does not depend on the thread count.
+/// A Linear layer's three products in the C kernels (`gemm.c`, with AVX-512 paths where the CPU
+/// has them that give the same bits): forward `x·Wᵀ + b` and input gradient `dy·W` stream the
+/// activation rows through (`lk_gemm_rows`), and the weight gradient `dW += dyᵀ·x` sums over them
+/// (`lk_gemm_cols`); a recurrent layer's input projection and gradients have the same shapes.
+/// For the first two the weight is packed into 16-column panels once per call (a few hundred KB at
+/// most); the activation rows are read in place, and the output is written once, starting from the
+/// bias plus a residual or its own values. The work is split over the rank's threads by output
+/// rows; each element is the same sequential sum wherever its row falls, so the result does not
+/// depend on the thread count or on the instruction set.
 public enum RowProduct {
+    /// True when the products run in AVX-512 (the CPU has it and `LOCKSTEP_KERNELS` is not `avx2`).
+    public static var usesAVX512: Bool { lk_isa_avx512() != 0 }
+
+    /// Chooses the AVX-512 paths (where the CPU has them) or the AVX2 ones; returns whether
+    /// AVX-512 is now in use. For comparisons and tests: both give the same results.
+    @discardableResult
+    public static func useAVX512(_ enabled: Bool) -> Bool { lk_set_isa_avx512(enabled ? 1 : 0) != 0 }
+
+    /// w (O × K) += aᵀ·b with a N × O (rows lda apart) and b N × K (rows ldb apart): a Linear
+    /// layer's weight gradient dyᵀ·x. Each element adds the sequential sum over the N rows.
+    public static func accumulateTransposedTimes(_ a: UnsafePointer<Float>, lda: Int? = nil, _ b: UnsafePointer<Float>,
+                                                 ldb: Int? = nil, rows N: Int, outputs O: Int, k K: Int,
+                                                 into w: UnsafeMutablePointer<Float>) {
+        guard N > 0, O > 0, K > 0 else { return }
+        let lda = lda ?? O, ldb = ldb ?? K
+        Parallel.forEachPart(O, grain: 6) { r, _ in
+            lk_gemm_cols(a + r.lowerBound, Int64(lda), b, Int64(ldb), Int64(N), Int64(r.count), Int64(K),
+                         w + r.lowerBound * K, Int64(K))
+        }
+    }
+
     /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias (+ residual, N × O), with w stored O × K
     /// (PyTorch's Linear). `residual` may be y itself.
     public static func timesTransposed(_ x: UnsafePointer<Float>, rows N: Int, k K: Int,
@@ -39,7 +62,7 @@ public enum RowProduct {
         defer { PackBuffers.give(packed) }
         lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), packed.pointer)
         let p = UnsafePointer(packed.pointer)
-        // parts of a multiple of six rows: whole tiles on every thread but the last
+        // parts of a multiple of 96 rows: whole tiles (6 or 8 rows) on every thread but the last
         Parallel.forEachPart(N, grain: 96) { r, _ in
             lk_gemm_rows(x + r.lowerBound * K, Int64(K), Int64(r.count), Int64(K), p, Int64(O), bias,
                          initial.map { $0 + r.lowerBound * ldi }, Int64(ldi), m.map { $0 + r.lowerBound * O }, Int64(O),

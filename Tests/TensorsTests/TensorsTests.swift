@@ -287,14 +287,77 @@ final class ParallelTests: XCTestCase {
 /// The Linear layers' row-streaming product against a double-precision reference: partial tiles
 /// in both directions, every way the output can start (bias, zero, itself) and end (stored or
 /// multiplied), output rows wider than the product, and the same bits on one thread or two.
+/// Both instruction-set paths (AVX2, and AVX-512 where the CPU has it) are checked, and must agree
+/// to the bit.
 final class RowProductTests: XCTestCase {
+    /// The instruction-set paths this CPU can run: AVX2 always, AVX-512 when present.
+    static var paths: [Bool] { lk_isa_avx512_available() != 0 ? [false, true] : [false] }
+
+    override func tearDown() {
+        RowProduct.useAVX512(true) // back to the default: the best path the CPU has
+        super.tearDown()
+    }
+
     func testProductsMatchTheDefinition() {
         let saved = Parallel.threads
         defer { Parallel.setThreads(saved) }
-        for threads in [1, 2] {
-            Parallel.setThreads(threads)
-            for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48)] {
-                check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) threads \(threads)")
+        for avx512 in Self.paths {
+            XCTAssertEqual(RowProduct.useAVX512(avx512), avx512)
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48), (9, 7, 97)] {
+                    check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) threads \(threads) avx512 \(avx512)")
+                }
+            }
+        }
+    }
+
+    func testWeightGradientMatchesTheDefinition() {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        for avx512 in Self.paths {
+            RowProduct.useAVX512(avx512)
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                // rows past one pass of the kernel (128), partial tiles of w in both directions
+                for (N, O, K) in [(1, 1, 1), (3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 64)] {
+                    let label = "N \(N) O \(O) K \(K) threads \(threads) avx512 \(avx512)"
+                    // a and b inside wider rows: the strides are honoured
+                    let lda = O + 2, ldb = K + 1
+                    let a = randomValues(N * lda, seed: UInt64(N + O)), b = randomValues(N * ldb, seed: UInt64(K))
+                    let w0 = randomValues(O * K, seed: 9)
+                    var w = w0
+                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &w)
+                    let expected = (0 ..< O * K).map { i in
+                        Float((0 ..< N).reduce(Double(w0[i])) { $0 + Double(a[$1 * lda + i / K]) * Double(b[$1 * ldb + i % K]) })
+                    }
+                    assertClose(w, expected, relative: 1e-5, label)
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 paths give the AVX2 paths' bits (a job may mix CPUs and stay replicated).
+    func testInstructionSetsAgreeToTheBit() throws {
+        try XCTSkipIf(Self.paths.count < 2, "this CPU has no AVX-512")
+        for (N, K, O) in [(1, 3, 1), (29, 64, 100), (200, 128, 384), (37, 512, 128)] {
+            let x = randomValues(N * K, seed: 11), w = randomValues(O * K, seed: 12), bias = randomValues(O, seed: 13)
+            let r = randomValues(N * O, seed: 14), m = randomValues(N * O, seed: 15), g = randomValues(O * K, seed: 16)
+            func run() -> [[Float]] {
+                var y = r, v = r, dx = [Float](repeating: .nan, count: N * K)
+                RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: r, into: &y)
+                RowProduct.times(y, rows: N, k: O, w, outputs: K, accumulate: false, into: &dx)
+                RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: true, multiplying: m, into: &v)
+                var dw2 = g
+                RowProduct.accumulateTransposedTimes(v, x, rows: N, outputs: O, k: K, into: &dw2)
+                return [y, dx, v, dw2]
+            }
+            RowProduct.useAVX512(false)
+            let narrow = run()
+            RowProduct.useAVX512(true)
+            let wide = run()
+            for (i, (p, q)) in zip(narrow, wide).enumerated() {
+                XCTAssertEqual(p.map(\.bitPattern), q.map(\.bitPattern), "N \(N) K \(K) O \(O): product \(i)")
             }
         }
     }

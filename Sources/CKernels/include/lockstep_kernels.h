@@ -2,9 +2,16 @@
 #define LOCKSTEP_KERNELS_H
 /*
  * The numeric kernels written in C with AVX2/FMA: GELU, Adam/AdamW, LayerNorm, attention, and
- * the row-streaming product behind the Linear layers' forward and input gradient.
+ * the products behind the Linear layers' forward, input gradient and weight gradient (these also
+ * in AVX-512, chosen at run time, with identical results).
  */
 #include <stdint.h>
+
+/* isa.c: 1 when the products run in AVX-512 (the CPU has it and LOCKSTEP_KERNELS is not avx2) */
+int lk_isa_avx512(void);
+int lk_isa_avx512_available(void);
+/* chooses the path (AVX-512 only where available); returns the path now in use */
+int lk_set_isa_avx512(int enabled);
 
 /* out[i] = 0.5·x·(1 + erf(x/√2)) */
 void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
@@ -36,6 +43,14 @@ void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_
 void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
                   const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
                   int64_t ldy);
+
+/*
+ * w (O × K, row stride ldw) += aᵀ·b over N rows: a is N × O (row stride lda), b is N × K (row
+ * stride ldb) — a Linear layer's weight gradient dyᵀ·x. Every element is the sequential sum over
+ * the rows n = 0, 1, … added to its old value, whatever part of O a call covers.
+ */
+void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
+                  int64_t ldw);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row

@@ -1,0 +1,15 @@
+/* The products' AVX-512 paths (gemm_avx512.c), private to CKernels: lk_gemm_rows and lk_gemm_cols
+ * call them when lk_isa_avx512() says so. Same arguments, same results to the bit. */
+#ifndef LOCKSTEP_GEMM_H
+#define LOCKSTEP_GEMM_H
+#include <stdint.h>
+
+enum { GEMM_PANEL = 16 };            /* columns per packed panel of B */
+enum { GEMM_COLS_CHUNK = 128 };      /* rows of a and b per pass of lk_gemm_cols (a pass stays in L2) */
+
+void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
+                         const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
+                         int64_t ldy);
+void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K,
+                         float *w, int64_t ldw);
+#endif

@@ -1,0 +1,124 @@
+/*
+ * The AVX-512 paths of lk_gemm_rows and lk_gemm_cols (see gemm.c and the header): the same
+ * products with 16-lane registers and wider tiles. Each element still starts from the same value
+ * and takes the same fused multiply-adds in the same order, so the results equal the AVX2 paths'
+ * to the bit. Partial tiles are handled with lane masks.
+ */
+#include "gemm.h"
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f")))
+#define INLINE static inline __attribute__((always_inline))
+
+static inline AVX512 __mmask16 lanes(int64_t width) {
+    return width >= 16 ? (__mmask16)0xFFFF : width <= 0 ? (__mmask16)0 : (__mmask16)((1u << width) - 1);
+}
+
+// MARK: - rows: y = (bias + init + x·B) ⊙ mul
+
+enum { RR = 8, RH = 3 }; /* tile: 8 rows × up to 3 panels (48 columns) */
+
+/* One tile of H panels (H ≤ RH, a constant after inlining) for rows n0 … n0 + nr − 1. */
+INLINE AVX512 void rows_tile(const int H, const float *const x[RR], int nr, int64_t K, const float *panel,
+                             int64_t o0, int64_t O, const float *bias, const float *init, int64_t ldi,
+                             const float *mul, int64_t ldm, float *y, int64_t ldy) {
+    __mmask16 mask[RH];
+    __m512 c[RR * RH], b[RH];
+    for (int h = 0; h < H; h++) {
+        mask[h] = lanes(O - o0 - 16 * h);
+        b[h] = bias ? _mm512_maskz_loadu_ps(mask[h], bias + o0 + 16 * h) : _mm512_setzero_ps();
+    }
+    for (int r = 0; r < RR; r++)
+        for (int h = 0; h < H; h++)
+            c[r * H + h] = init && r < nr ? _mm512_add_ps(b[h], _mm512_maskz_loadu_ps(mask[h], init + r * ldi + o0 + 16 * h))
+                                          : b[h];
+    for (int64_t k = 0; k < K; k++) {
+        __m512 w[RH];
+        for (int h = 0; h < H; h++) w[h] = _mm512_loadu_ps(panel + h * K * GEMM_PANEL + k * GEMM_PANEL);
+        for (int r = 0; r < RR; r++) {
+            const __m512 a = _mm512_set1_ps(x[r][k]);
+            for (int h = 0; h < H; h++) c[r * H + h] = _mm512_fmadd_ps(a, w[h], c[r * H + h]);
+        }
+    }
+    for (int r = 0; r < nr && r < RR; r++)
+        for (int h = 0; h < H; h++) {
+            __m512 v = c[r * H + h];
+            if (mul) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask[h], mul + r * ldm + o0 + 16 * h));
+            _mm512_mask_storeu_ps(y + r * ldy + o0 + 16 * h, mask[h], v);
+        }
+}
+
+AVX512 void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
+                                const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm,
+                                float *y, int64_t ldy) {
+    const int64_t panels = (O + GEMM_PANEL - 1) / GEMM_PANEL;
+    for (int64_t n0 = 0; n0 < N; n0 += RR) {
+        const int nr = N - n0 < RR ? (int)(N - n0) : RR;
+        const float *rows[RR];
+        for (int r = 0; r < RR; r++) rows[r] = x + (n0 + (r < nr ? r : nr - 1)) * ldx; /* past N: repeat the last row */
+        const float *in = init ? init + n0 * ldi : 0, *m = mul ? mul + n0 * ldm : 0;
+        float *out = y + n0 * ldy;
+        int64_t p = 0;
+        for (; p + RH <= panels; p += RH)
+            rows_tile(RH, rows, nr, K, packed + p * K * GEMM_PANEL, p * GEMM_PANEL, O, bias, in, ldi, m, ldm, out, ldy);
+        if (panels - p == 2)
+            rows_tile(2, rows, nr, K, packed + p * K * GEMM_PANEL, p * GEMM_PANEL, O, bias, in, ldi, m, ldm, out, ldy);
+        else if (panels - p == 1)
+            rows_tile(1, rows, nr, K, packed + p * K * GEMM_PANEL, p * GEMM_PANEL, O, bias, in, ldi, m, ldm, out, ldy);
+    }
+}
+
+// MARK: - cols: w += aᵀ·b
+
+enum { CR = 6, CH = 4 }; /* tile: 6 rows of w × up to 4 vectors (64 columns) */
+
+/* w[o0 + r][k0 …] += Σ_{n < N} a[n][o0 + r] · b[n][k0 …] for r < orows and H vectors of columns. */
+INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N,
+                             int orows, int64_t k0, int64_t K, float *w, int64_t ldw) {
+    __mmask16 mask[CH];
+    __m512 c[CR * CH];
+    for (int h = 0; h < H; h++) mask[h] = lanes(K - k0 - 16 * h);
+    for (int r = 0; r < CR; r++)
+        for (int h = 0; h < H; h++)
+            c[r * H + h] = r < orows ? _mm512_maskz_loadu_ps(mask[h], w + r * ldw + k0 + 16 * h) : _mm512_setzero_ps();
+    int off[CR]; /* rows past the end read column 0 (computed, never stored); constants for a full tile */
+    for (int r = 0; r < CR; r++) off[r] = full || r < orows ? r : 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float *an = a + n * lda, *bn = b + n * ldb + k0;
+        __m512 v[CH];
+        for (int h = 0; h < H; h++) v[h] = _mm512_maskz_loadu_ps(mask[h], bn + 16 * h);
+        for (int r = 0; r < CR; r++) {
+            const __m512 s = _mm512_set1_ps(an[off[r]]);
+            for (int h = 0; h < H; h++) c[r * H + h] = _mm512_fmadd_ps(s, v[h], c[r * H + h]);
+        }
+    }
+    for (int r = 0; r < orows; r++)
+        for (int h = 0; h < H; h++) _mm512_mask_storeu_ps(w + r * ldw + k0 + 16 * h, mask[h], c[r * H + h]);
+}
+
+/* cols_tile over all of K for rows o0 … o0 + orows − 1 */
+INLINE AVX512 void cols_strip(const int full, const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N,
+                              int orows, int64_t K, float *w, int64_t ldw) {
+    int64_t k0 = 0;
+    for (; k0 + 16 * CH <= K; k0 += 16 * CH) cols_tile(CH, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
+    const int64_t rest = (K - k0 + 15) / 16;
+    if (rest == 3) cols_tile(3, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
+    else if (rest == 2) cols_tile(2, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
+    else if (rest == 1) cols_tile(1, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
+}
+
+AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O,
+                                int64_t K, float *w, int64_t ldw) {
+    for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
+        const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
+        const float *ac = a + n0 * lda, *bc = b + n0 * ldb;
+        for (int64_t o0 = 0; o0 < O; o0 += CR) {
+            const int orows = O - o0 < CR ? (int)(O - o0) : CR;
+            const float *ao = ac + o0;
+            float *wo = w + o0 * ldw;
+            if (orows == CR) cols_strip(1, ao, lda, bc, ldb, nn, CR, K, wo, ldw);
+            else cols_strip(0, ao, lda, bc, ldb, nn, orows, K, wo, ldw);
+        }
+    }
+}
