@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 enum { GEMM_PANEL = 16 };            /* columns per packed panel of B */
-enum { GEMM_COLS_CHUNK = 128 };      /* rows of a and b per pass of lk_gemm_cols (a pass stays in L2) */
+enum { GEMM_COLS_CHUNK = 128 };      /* rows of a and b per pass of lk_gemm_cols */
 
 void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
                          const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,

@@ -237,7 +237,8 @@ struct Bench: ParsableCommand {
             print(row("clip+optim", t.optimizer))
             print(row("other", max(0, step - t.forward - t.backward - t.rankWait - t.allReduce - t.optimizer),
                       " (data; rank 0's phases are medians of its own steps)"))
-            print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, 1024³, measured now)", r.sgemmPeakGFLOPS))
+            print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, 1024³, measured now: OpenBLAS %.1f, Lockstep's %@ product %.1f)",
+                         r.sgemmPeakGFLOPS, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2", r.productPeakGFLOPS))
             print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token; of %d × %.1f GFLOP/s)", 100 * r.mfu,
                          r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.sgemmPeakGFLOPS))
             print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))

@@ -305,7 +305,8 @@ final class RowProductTests: XCTestCase {
             XCTAssertEqual(RowProduct.useAVX512(avx512), avx512)
             for threads in [1, 2] {
                 Parallel.setThreads(threads)
-                for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48), (9, 7, 97)] {
+                // the last shape takes the AVX-512 path's weight in more than one pass of panels
+                for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48), (9, 7, 97), (5, 1030, 100)] {
                     check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) threads \(threads) avx512 \(avx512)")
                 }
             }
@@ -340,7 +341,7 @@ final class RowProductTests: XCTestCase {
     /// The AVX-512 paths give the AVX2 paths' bits (a job may mix CPUs and stay replicated).
     func testInstructionSetsAgreeToTheBit() throws {
         try XCTSkipIf(Self.paths.count < 2, "this CPU has no AVX-512")
-        for (N, K, O) in [(1, 3, 1), (29, 64, 100), (200, 128, 384), (37, 512, 128)] {
+        for (N, K, O) in [(1, 3, 1), (29, 64, 100), (200, 128, 384), (37, 512, 128), (17, 1030, 100)] {
             let x = randomValues(N * K, seed: 11), w = randomValues(O * K, seed: 12), bias = randomValues(O, seed: 13)
             let r = randomValues(N * O, seed: 14), m = randomValues(N * O, seed: 15), g = randomValues(O * K, seed: 16)
             func run() -> [[Float]] {
@@ -363,6 +364,8 @@ final class RowProductTests: XCTestCase {
     }
 
     func check(N: Int, K: Int, O: Int, label: String) {
+        // float sums of K unit-variance products: the rounding grows with K
+        let tol: Float = 1e-5 * Float(max(1, K / 100))
         let x = randomValues(N * K, seed: UInt64(N + K), std: 1), w = randomValues(O * K, seed: UInt64(O), std: 1)
         let bias = randomValues(O, seed: 3), m = randomValues(N * O, seed: 4), y0 = randomValues(N * O, seed: 5)
         func dot(_ n: Int, _ o: Int, transposed: Bool) -> Double {
@@ -373,38 +376,38 @@ final class RowProductTests: XCTestCase {
         var y = [Float](repeating: .nan, count: N * ldy)
         RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, into: &y, ldy: ldy)
         var expected = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true) + Double(bias[$0 % O])) }
-        assertClose((0 ..< N * O).map { y[($0 / O) * ldy + $0 % O] }, expected, relative: 1e-5, "\(label): x·wᵀ + b")
+        assertClose((0 ..< N * O).map { y[($0 / O) * ldy + $0 % O] }, expected, relative: tol, "\(label): x·wᵀ + b")
         XCTAssert((0 ..< N).allSatisfy { n in y[n * ldy + O ..< n * ldy + ldy].allSatisfy(\.isNaN) }, "\(label): padding")
 
         var z = [Float](repeating: .nan, count: N * O)
         RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: nil, into: &z)
         expected = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true)) }
-        assertClose(z, expected, relative: 1e-5, "\(label): x·wᵀ")
+        assertClose(z, expected, relative: tol, "\(label): x·wᵀ")
 
         // a residual stream joined as the output is written: from another matrix, and in place
         let withResidual = (0 ..< N * O).map { Float(dot($0 / O, $0 % O, transposed: true) + Double(bias[$0 % O]) + Double(y0[$0])) }
         z = [Float](repeating: .nan, count: N * O)
         RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: y0, into: &z)
-        assertClose(z, withResidual, relative: 1e-5, "\(label): r + x·wᵀ + b")
+        assertClose(z, withResidual, relative: tol, "\(label): r + x·wᵀ + b")
         var inPlace = [Float](repeating: .nan, count: N * ldy)
         for n in 0 ..< N { for o in 0 ..< O { inPlace[n * ldy + o] = y0[n * O + o] } }
         inPlace.withUnsafeMutableBufferPointer { p in
             let q = p.baseAddress!
             RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: UnsafePointer(q), into: q, ldy: ldy)
         }
-        assertClose((0 ..< N * O).map { inPlace[($0 / O) * ldy + $0 % O] }, withResidual, relative: 1e-5,
+        assertClose((0 ..< N * O).map { inPlace[($0 / O) * ldy + $0 % O] }, withResidual, relative: tol,
                     "\(label): y += x·wᵀ + b in place")
 
         // x·w (w read as K × O): overwrite, accumulate, and multiplied on the way out
         let plain = (0 ..< N * O).map { dot($0 / O, $0 % O, transposed: false) }
         var v = [Float](repeating: .nan, count: N * O)
         RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: false, into: &v)
-        assertClose(v, plain.map { Float($0) }, relative: 1e-5, "\(label): x·w")
+        assertClose(v, plain.map { Float($0) }, relative: tol, "\(label): x·w")
         v = y0
         RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: true, into: &v)
-        assertClose(v, (0 ..< N * O).map { Float(plain[$0] + Double(y0[$0])) }, relative: 1e-5, "\(label): y + x·w")
+        assertClose(v, (0 ..< N * O).map { Float(plain[$0] + Double(y0[$0])) }, relative: tol, "\(label): y + x·w")
         v = [Float](repeating: .nan, count: N * O)
         RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: false, multiplying: m, into: &v)
-        assertClose(v, (0 ..< N * O).map { Float(plain[$0] * Double(m[$0])) }, relative: 1e-5, "\(label): (x·w) ⊙ m")
+        assertClose(v, (0 ..< N * O).map { Float(plain[$0] * Double(m[$0])) }, relative: tol, "\(label): (x·w) ⊙ m")
     }
 }
