@@ -166,14 +166,45 @@ final class VectorMathTests: XCTestCase {
 }
 
 final class CKernelsTests: XCTestCase {
+    override func tearDown() {
+        lk_set_isa_avx512(1) // back to the default: the best path the CPU has
+        super.tearDown()
+    }
+
     func testGELUKernelsMatchTheDefinition() {
+        for avx512 in RowProductTests.paths {
+            XCTAssertEqual(lk_set_isa_avx512(avx512 ? 1 : 0) != 0, avx512)
+            checkGELU(label: avx512 ? "AVX-512" : "AVX2")
+        }
+    }
+
+    /// Sixteen lanes give the eight-lane bits, over the whole range (tails, zeros, the far tails).
+    func testGELUWidthsAgreeToTheBit() throws {
+        try XCTSkipIf(RowProductTests.paths.count < 2, "this CPU has no AVX-512")
+        let x = randomValues(4099, seed: 8, std: 4) + [0, -0.0, 1e-30, -1e-30, 9, -9, 20, -20, 1e4, -1e4]
+        func run() -> ([Float], [Float]) {
+            var out = [Float](repeating: 0, count: x.count), out2 = out, d = x
+            lk_gelu_erf_forward(x, &out, Int64(x.count))
+            lk_gelu_erf_forward_derivative(&d, &out2, Int64(x.count))
+            XCTAssertEqual(out, out2)
+            return (out, d)
+        }
+        lk_set_isa_avx512(0)
+        let (narrow, narrowD) = run()
+        lk_set_isa_avx512(1)
+        let (wide, wideD) = run()
+        XCTAssertEqual(narrow.map(\.bitPattern), wide.map(\.bitPattern), "gelu")
+        XCTAssertEqual(narrowD.map(\.bitPattern), wideD.map(\.bitPattern), "gelu'")
+    }
+
+    func checkGELU(label: String) {
         let x = randomValues(1003, seed: 5, std: 3)
         var out = [Float](repeating: 0, count: x.count), out2 = out, d = x
         lk_gelu_erf_forward(x, &out, Int64(x.count))
         lk_gelu_erf_forward_derivative(&d, &out2, Int64(x.count))
-        XCTAssertEqual(out, out2, "both kernels compute the same GELU")
-        // an element's result does not depend on where a split of the array puts it (tails of
-        // fewer than eight elements run through the vector code too)
+        XCTAssertEqual(out, out2, "\(label): both kernels compute the same GELU")
+        // an element's result does not depend on where a split of the array puts it (tails
+        // shorter than the vector width run through the vector code too)
         var split = [Float](repeating: 0, count: x.count), splitD = x
         x.withUnsafeBufferPointer { xs in
             split.withUnsafeMutableBufferPointer { o in
@@ -186,8 +217,8 @@ final class CKernelsTests: XCTestCase {
             lk_gelu_erf_forward_derivative(dx.baseAddress! + 3, &g, Int64(x.count - 3))
             lk_gelu_erf_forward_derivative(dx.baseAddress!, &g, 3)
         }
-        XCTAssertEqual(split, out, "GELU split at 5")
-        XCTAssertEqual(splitD, d, "GELU derivative split at 3")
+        XCTAssertEqual(split, out, "\(label): GELU split at 5")
+        XCTAssertEqual(splitD, d, "\(label): GELU derivative split at 3")
         for i in x.indices {
             let v = Double(x[i])
             let cdf = 0.5 * (1 + Foundation.erf(v / 2.0.squareRoot()))

@@ -1,0 +1,40 @@
+/*
+ * Width-generic vector operations (private to CKernels), for code written once and compiled at
+ * two widths: define VW as 8 (AVX2) or 16 (AVX-512) and include this file; it (re)defines
+ *   V        the float vector type        VOP(name)  _mm256_name or _mm512_name
+ *   VFN(f)   f8 or f16 (the function name at this width)
+ *   VTARGET  the function attribute the width needs
+ *   VBITS / VFLOATS  reinterpret floats as ints and back
+ *   VSIGNSELECT(neg, pos, x)  neg where x has its sign bit set, else pos
+ * Both widths then take the same operations in the same order on every lane: elementwise
+ * results are identical to the bit.
+ */
+#undef V
+#undef VI
+#undef VOP
+#undef VFN
+#undef VTARGET
+#undef VBITS
+#undef VFLOATS
+#undef VSIGNSELECT
+#if VW == 8
+#define V __m256
+#define VI __m256i
+#define VOP(name) _mm256_##name
+#define VFN(f) f##8
+#define VTARGET
+#define VBITS(x) _mm256_castps_si256(x)
+#define VFLOATS(x) _mm256_castsi256_ps(x)
+#define VSIGNSELECT(neg, pos, x) _mm256_blendv_ps(pos, neg, x)
+#elif VW == 16
+#define V __m512
+#define VI __m512i
+#define VOP(name) _mm512_##name
+#define VFN(f) f##16
+#define VTARGET __attribute__((target("avx512f,avx512dq")))
+#define VBITS(x) _mm512_castps_si512(x)
+#define VFLOATS(x) _mm512_castsi512_ps(x)
+#define VSIGNSELECT(neg, pos, x) _mm512_mask_blend_ps(_mm512_movepi32_mask(VBITS(x)), pos, neg)
+#else
+#error "VW must be 8 or 16"
+#endif
