@@ -70,67 +70,22 @@ static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_
     }
 }
 
-/*
- * The one product every step of the head is made of: for r < nr and w < W,
- *     out[r·ldo + w] = Σ_{k<K} A[r·ar + k·ak] · B[k·ldb + w],
- * with MR rows computed at once (nr ≤ MR of them stored). A's element steps are free (a block of
- * rows, or columns of a stored matrix read as rows); B's rows are contiguous, W wide. The W-wide
- * loop runs in 16- and 8-lane steps when W is a multiple of 8, plain loops otherwise.
- */
-static inline __attribute__((always_inline)) void block_product(const float *A, int64_t ar, int64_t ak, int64_t K, const float *B, int64_t ldb, int64_t W,
-                          float *out, int64_t ldo, int64_t nr, const float *rowscale) {
-    if (W % 8 != 0) {
-        for (int64_t r = 0; r < nr; r++)
-            for (int64_t w = 0; w < W; w++) {
-                float s = 0;
-                for (int64_t k = 0; k < K; k++) s += A[r * ar + k * ak] * B[k * ldb + w];
-                out[r * ldo + w] = rowscale ? s * rowscale[r] : s;
-            }
-        return;
-    }
-    int64_t w0 = 0;
-    for (; w0 + 16 <= W; w0 += 16) {
-        __m256 c[MR][2];
-        for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            const float *b = B + k * ldb + w0, *a = A + k * ak;
-            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-            for (int r = 0; r < MR; r++) {
-                __m256 x = _mm256_broadcast_ss(a + r * ar);
-                c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
-                c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
-            }
-        }
-        if (rowscale)
-            for (int r = 0; r < MR; r++) {
-                const __m256 f = _mm256_set1_ps(rowscale[r]);
-                c[r][0] = _mm256_mul_ps(c[r][0], f);
-                c[r][1] = _mm256_mul_ps(c[r][1], f);
-            }
-        for (int64_t r = 0; r < nr; r++) {
-            _mm256_storeu_ps(out + r * ldo + w0, c[r][0]);
-            _mm256_storeu_ps(out + r * ldo + w0 + 8, c[r][1]);
-        }
-    }
-    for (; w0 < W; w0 += 8) {
-        __m256 c[MR];
-        for (int r = 0; r < MR; r++) c[r] = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K; k++) {
-            __m256 b = _mm256_loadu_ps(B + k * ldb + w0);
-            const float *a = A + k * ak;
-            for (int r = 0; r < MR; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + r * ar), b, c[r]);
-        }
-        if (rowscale)
-            for (int r = 0; r < MR; r++) c[r] = _mm256_mul_ps(c[r], _mm256_set1_ps(rowscale[r]));
-        for (int64_t r = 0; r < nr; r++) _mm256_storeu_ps(out + r * ldo + w0, c[r]);
-    }
-}
+#define VW 16
+#include "attention_product.h"
+#undef VW
+#define VW 8
+#include "attention_product.h"
+#undef VW
+
+/* The head's products run in AVX-512 where the CPU has it (identical results); `wide` is read
+ * once per call of the head. */
+#define block_product(...) (wide ? block_product16(__VA_ARGS__) : block_product8(__VA_ARGS__))
 
 /* out[j][:] = Σ_{t0 <= t < T} W[t][j] · X[t][:] for j < n, where t0 = j rounded down to MR when
  * causal (W is zero above the diagonal) and 0 otherwise. W rows Tp apart, the MR columns of each
  * key block written in every row read; X rows ldx apart; out rows ldo apart, hs wide. */
 static void cols_times_rows(const float *W, int64_t Tp, const float *X, int64_t ldx, int64_t T, int64_t n,
-                            int64_t hs, int causal, float *out, int64_t ldo) {
+                            int64_t hs, int causal, float *out, int64_t ldo, int wide) {
     for (int64_t j0 = 0; j0 < n; j0 += MR) {
         const int64_t nj = n - j0 < MR ? n - j0 : MR, t0 = causal ? j0 : 0;
         block_product(W + t0 * Tp + j0, 1, Tp, T - t0, X + t0 * ldx, ldx, hs, out + j0 * ldo, ldo, nj, NULL);
@@ -193,6 +148,7 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
                           int64_t T, int64_t hs, int causal, float scale, float *lse, float *work) {
     /* Per block: S = Q·Kᵀ, E = exp(scale·S − row max), y = (E·V) / row sums. */
     const int64_t Tp = round_up(T, 16);
+    const int wide = lk_isa_avx512();
     float *KT = work, *P = KT + hs * Tp, *QB = P + MR * Tp;
     transpose_in(k, ld, T, hs, KT, Tp);
     for (int64_t t0 = 0; t0 < T; t0 += MR) {
@@ -218,6 +174,7 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
      * and D = Σ_d dY ⊙ Y (= Σ_j P·dP), into whole-head matrices (rows Tp apart); dQ = dS·K.
      * Then dK = dSᵀ·Q and dV = Pᵀ·dY over the whole head. */
     const int64_t Tp = round_up(T, 16), Tr = round_up(T, MR);
+    const int wide = lk_isa_avx512();
     float *KT = work, *VT = KT + hs * Tp, *Pall = VT + hs * Tp, *dSall = Pall + Tr * Tp;
     float *QB = dSall + Tr * Tp, *DYB = QB + MR * hs;
     transpose_in(k, ld, T, hs, KT, Tp);
@@ -250,6 +207,6 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
         }
         block_product(dP, Tp, 1, keys, k, ld, hs, dq + t0 * ldd, ldd, nr, NULL); /* dQ = dS · K */
     }
-    cols_times_rows(dSall, Tp, q, ld, T, T, hs, causal, dk, ldd);   /* dK = dSᵀ · Q */
-    cols_times_rows(Pall, Tp, dy, lddy, T, T, hs, causal, dv, ldd); /* dV = Pᵀ · dY */
+    cols_times_rows(dSall, Tp, q, ld, T, T, hs, causal, dk, ldd, wide);   /* dK = dSᵀ · Q */
+    cols_times_rows(Pall, Tp, dy, lddy, T, T, hs, causal, dv, ldd, wide); /* dV = Pᵀ · dY */
 }

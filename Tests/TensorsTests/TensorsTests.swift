@@ -231,13 +231,38 @@ final class CKernelsTests: XCTestCase {
 /// The attention kernels against a double-precision reference written from the definitions,
 /// over head sizes that take the plain and the eight-lane paths and lengths with partial blocks.
 final class AttentionKernelTests: XCTestCase {
+    override func tearDown() {
+        lk_set_isa_avx512(1) // back to the default: the best path the CPU has
+        super.tearDown()
+    }
+
     func testForwardAndBackwardMatchTheDefinition() {
-        for (T, hs) in [(1, 8), (5, 3), (16, 32), (37, 24), (128, 32)] {
-            for causal in [true, false] { check(T: T, hs: hs, causal: causal) }
+        for avx512 in RowProductTests.paths {
+            lk_set_isa_avx512(avx512 ? 1 : 0)
+            for (T, hs) in [(1, 8), (5, 3), (16, 32), (37, 24), (128, 32)] {
+                for causal in [true, false] { _ = check(T: T, hs: hs, causal: causal) }
+            }
         }
     }
 
-    func check(T: Int, hs: Int, causal: Bool) {
+    /// The AVX-512 products give the AVX2 bits: y, lse and the three gradients.
+    func testWidthsAgreeToTheBit() throws {
+        try XCTSkipIf(RowProductTests.paths.count < 2, "this CPU has no AVX-512")
+        for (T, hs) in [(5, 3), (37, 24), (40, 16), (128, 32)] {
+            for causal in [true, false] {
+                lk_set_isa_avx512(0)
+                let narrow = check(T: T, hs: hs, causal: causal)
+                lk_set_isa_avx512(1)
+                let wide = check(T: T, hs: hs, causal: causal)
+                for (i, (a, b)) in zip(narrow, wide).enumerated() {
+                    XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "T \(T) hs \(hs) causal \(causal): output \(i)")
+                }
+            }
+        }
+    }
+
+    /// Checks one head against the definition and returns what the kernels wrote: y, lse, dqkv.
+    func check(T: Int, hs: Int, causal: Bool) -> [[Float]] {
         let ld = 3 * hs + 5   // q, k, v side by side in wider rows, as in the fused qkv buffer
         let qkv = randomValues(T * ld, seed: UInt64(T * 100 + hs), std: 1.5)
         let dy = randomValues(T * hs, seed: UInt64(T + hs), std: 1)
@@ -289,6 +314,7 @@ final class AttentionKernelTests: XCTestCase {
         }
         // the kernels write only their own columns
         for t in 0 ..< T { XCTAssert(dqkv[t * ld + 3 * hs ..< t * ld + ld].allSatisfy(\.isNaN), "\(label): row \(t) padding") }
+        return [y, lse, dqkv]
     }
 }
 
