@@ -81,52 +81,57 @@ AVX512 void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t 
 
 enum { CR = 6, CH = 4 }; /* tile: 6 rows of w × up to 4 vectors (64 columns) */
 
-/* w[o0 + r][k0 …] += Σ_{n < N} a[n][o0 + r] · b[n][k0 …] for r < orows and H vectors of columns. */
-INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N,
-                             int orows, int64_t k0, int64_t K, float *w, int64_t ldw) {
+/* w[r][j] += Σ_{n < N} a[n][r] · strip[n][j] for r < orows and j < min(width, 16·H) (H ≤ CH, a
+ * constant after inlining); the strip's rows are 16·CH floats apart. */
+INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_t lda, const float *strip, int64_t N,
+                             int orows, int64_t width, float *w, int64_t ldw) {
     __mmask16 mask[CH];
     __m512 c[CR * CH];
-    for (int h = 0; h < H; h++) mask[h] = lanes(K - k0 - 16 * h);
+    for (int h = 0; h < H; h++) mask[h] = lanes(width - 16 * h);
     for (int r = 0; r < CR; r++)
         for (int h = 0; h < H; h++)
-            c[r * H + h] = r < orows ? _mm512_maskz_loadu_ps(mask[h], w + r * ldw + k0 + 16 * h) : _mm512_setzero_ps();
+            c[r * H + h] = r < orows ? _mm512_maskz_loadu_ps(mask[h], w + r * ldw + 16 * h) : _mm512_setzero_ps();
     int off[CR]; /* rows past the end read column 0 (computed, never stored); constants for a full tile */
     for (int r = 0; r < CR; r++) off[r] = full || r < orows ? r : 0;
     for (int64_t n = 0; n < N; n++) {
-        const float *an = a + n * lda, *bn = b + n * ldb + k0;
+        const float *an = a + n * lda, *bn = strip + n * 16 * CH;
         __m512 v[CH];
-        for (int h = 0; h < H; h++) v[h] = _mm512_maskz_loadu_ps(mask[h], bn + 16 * h);
+        for (int h = 0; h < H; h++) v[h] = _mm512_load_ps(bn + 16 * h);
         for (int r = 0; r < CR; r++) {
             const __m512 s = _mm512_set1_ps(an[off[r]]);
             for (int h = 0; h < H; h++) c[r * H + h] = _mm512_fmadd_ps(s, v[h], c[r * H + h]);
         }
     }
     for (int r = 0; r < orows; r++)
-        for (int h = 0; h < H; h++) _mm512_mask_storeu_ps(w + r * ldw + k0 + 16 * h, mask[h], c[r * H + h]);
-}
-
-/* cols_tile over all of K for rows o0 … o0 + orows − 1 */
-INLINE AVX512 void cols_strip(const int full, const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N,
-                              int orows, int64_t K, float *w, int64_t ldw) {
-    int64_t k0 = 0;
-    for (; k0 + 16 * CH <= K; k0 += 16 * CH) cols_tile(CH, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
-    const int64_t rest = (K - k0 + 15) / 16;
-    if (rest == 3) cols_tile(3, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
-    else if (rest == 2) cols_tile(2, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
-    else if (rest == 1) cols_tile(1, full, a, lda, b, ldb, N, orows, k0, K, w, ldw);
+        for (int h = 0; h < H; h++) _mm512_mask_storeu_ps(w + r * ldw + 16 * h, mask[h], c[r * H + h]);
 }
 
 AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O,
                                 int64_t K, float *w, int64_t ldw) {
+    /* per pass of GEMM_COLS_CHUNK rows: a strip of b (the pass × 64 columns) is copied together
+     * (rows of b lie a power of two apart and would share a few L1 sets) and stays in L1 while
+     * every six rows of w take it in turn */
+    float strip[GEMM_COLS_CHUNK * 16 * CH] __attribute__((aligned(64)));
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
-        const float *ac = a + n0 * lda, *bc = b + n0 * ldb;
-        for (int64_t o0 = 0; o0 < O; o0 += CR) {
-            const int orows = O - o0 < CR ? (int)(O - o0) : CR;
-            const float *ao = ac + o0;
-            float *wo = w + o0 * ldw;
-            if (orows == CR) cols_strip(1, ao, lda, bc, ldb, nn, CR, K, wo, ldw);
-            else cols_strip(0, ao, lda, bc, ldb, nn, orows, K, wo, ldw);
+        const float *ac = a + n0 * lda;
+        for (int64_t k0 = 0; k0 < K; k0 += 16 * CH) {
+            const int64_t H = (K - k0 + 15) / 16 < CH ? (K - k0 + 15) / 16 : CH;
+            for (int64_t n = 0; n < nn; n++)
+                for (int64_t h = 0; h < H; h++)
+                    _mm512_store_ps(strip + n * 16 * CH + 16 * h,
+                                    _mm512_maskz_loadu_ps(lanes(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
+            for (int64_t o0 = 0; o0 < O; o0 += CR) {
+                const int orows = O - o0 < CR ? (int)(O - o0) : CR;
+                const float *ao = ac + o0;
+                float *wo = w + o0 * ldw + k0;
+                const int64_t width = K - k0;
+                if (H == CH && orows == CR) cols_tile(CH, 1, ao, lda, strip, nn, CR, width, wo, ldw);
+                else if (H == CH) cols_tile(CH, 0, ao, lda, strip, nn, orows, width, wo, ldw);
+                else if (H == 3) cols_tile(3, 0, ao, lda, strip, nn, orows, width, wo, ldw);
+                else if (H == 2) cols_tile(2, 0, ao, lda, strip, nn, orows, width, wo, ldw);
+                else cols_tile(1, 0, ao, lda, strip, nn, orows, width, wo, ldw);
+            }
         }
     }
 }
