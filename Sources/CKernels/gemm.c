@@ -132,29 +132,30 @@ void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float
 
 /*
  * Column product w += aᵀ·b (a Linear layer's weight gradient dyᵀ·x): 6 rows of w × 16 columns per
- * tile, a[n][o] broadcast, b[n][k…] loaded, over the rows in chunks of GEMM_COLS_CHUNK so that a
- * pass of both operands stays in cache; the tile is kept in registers through a chunk.
+ * tile, a[n][o] broadcast, b[n][k…] loaded, over the rows in passes of GEMM_COLS_CHUNK. A pass
+ * copies its strip of b (the pass × 16 columns, zero-padded) together — rows of b lie a power of
+ * two apart and would share a few L1 sets — and every six rows of w take it in turn, each tile
+ * kept in registers through the pass.
  */
 enum { CR2 = 6 };
 
 static inline __attribute__((always_inline)) void cols_tile(const int full, const float *a, int64_t lda,
-                                                            const float *b, int64_t ldb, int64_t N, int orows,
-                                                            int64_t k0, int64_t K, float *w, int64_t ldw) {
-    const int64_t width = K - k0;
+                                                            const float *strip, int64_t N, int orows,
+                                                            int64_t width, float *w, int64_t ldw) {
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width > 8 ? 8 : (int)width), iota);
     const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width > 16 ? 8 : width > 8 ? (int)width - 8 : 0), iota);
     __m256 c[2 * CR2];
     for (int r = 0; r < CR2; r++) {
         const int on = r < orows;
-        c[2 * r] = on ? _mm256_maskload_ps(w + r * ldw + k0, m0) : _mm256_setzero_ps();
-        c[2 * r + 1] = on ? _mm256_maskload_ps(w + r * ldw + k0 + 8, m1) : _mm256_setzero_ps();
+        c[2 * r] = on ? _mm256_maskload_ps(w + r * ldw, m0) : _mm256_setzero_ps();
+        c[2 * r + 1] = on ? _mm256_maskload_ps(w + r * ldw + 8, m1) : _mm256_setzero_ps();
     }
     int off[CR2]; /* rows past the end read column 0 (computed, never stored); constants for a full tile */
     for (int r = 0; r < CR2; r++) off[r] = full || r < orows ? r : 0;
     for (int64_t n = 0; n < N; n++) {
-        const float *an = a + n * lda, *bn = b + n * ldb + k0;
-        const __m256 v0 = _mm256_maskload_ps(bn, m0), v1 = _mm256_maskload_ps(bn + 8, m1);
+        const float *an = a + n * lda, *bn = strip + n * TC;
+        const __m256 v0 = _mm256_load_ps(bn), v1 = _mm256_load_ps(bn + 8);
         for (int r = 0; r < CR2; r++) {
             const __m256 s = _mm256_broadcast_ss(an + off[r]);
             c[2 * r] = _mm256_fmadd_ps(s, v0, c[2 * r]);
@@ -162,8 +163,8 @@ static inline __attribute__((always_inline)) void cols_tile(const int full, cons
         }
     }
     for (int r = 0; r < orows; r++) {
-        _mm256_maskstore_ps(w + r * ldw + k0, m0, c[2 * r]);
-        _mm256_maskstore_ps(w + r * ldw + k0 + 8, m1, c[2 * r + 1]);
+        _mm256_maskstore_ps(w + r * ldw, m0, c[2 * r]);
+        _mm256_maskstore_ps(w + r * ldw + 8, m1, c[2 * r + 1]);
     }
 }
 
@@ -173,15 +174,27 @@ void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int6
         lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw);
         return;
     }
+    float strip[GEMM_COLS_CHUNK * TC] __attribute__((aligned(32)));
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
-        for (int64_t o0 = 0; o0 < O; o0 += CR2) {
-            const int orows = O - o0 < CR2 ? (int)(O - o0) : CR2;
-            const float *ao = a + n0 * lda + o0, *bc = b + n0 * ldb;
-            float *wo = w + o0 * ldw;
-            for (int64_t k0 = 0; k0 < K; k0 += 16) {
-                if (orows == CR2) cols_tile(1, ao, lda, bc, ldb, nn, CR2, k0, K, wo, ldw);
-                else cols_tile(0, ao, lda, bc, ldb, nn, orows, k0, K, wo, ldw);
+        for (int64_t k0 = 0; k0 < K; k0 += TC) {
+            const int64_t width = K - k0;
+            for (int64_t n = 0; n < nn; n++) {
+                const float *src = b + (n0 + n) * ldb + k0;
+                float *dst = strip + n * TC;
+                if (width >= TC) {
+                    _mm256_store_ps(dst, _mm256_loadu_ps(src));
+                    _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
+                } else {
+                    for (int64_t j = 0; j < TC; j++) dst[j] = j < width ? src[j] : 0;
+                }
+            }
+            for (int64_t o0 = 0; o0 < O; o0 += CR2) {
+                const int orows = O - o0 < CR2 ? (int)(O - o0) : CR2;
+                const float *ao = a + n0 * lda + o0;
+                float *wo = w + o0 * ldw + k0;
+                if (orows == CR2) cols_tile(1, ao, lda, strip, nn, CR2, width, wo, ldw);
+                else cols_tile(0, ao, lda, strip, nn, orows, width, wo, ldw);
             }
         }
     }
