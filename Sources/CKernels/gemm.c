@@ -169,14 +169,15 @@ static inline __attribute__((always_inline)) void cols_tile(const int full, cons
 }
 
 void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
-                  int64_t ldw) {
+                  int64_t ldw, float *colsum) {
     if (lk_isa_avx512()) {
-        lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw);
+        lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw, colsum);
         return;
     }
     float strip[GEMM_COLS_CHUNK * TC] __attribute__((aligned(32)));
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
+        gemm_column_sums(a + n0 * lda, lda, nn, O, colsum);
         for (int64_t k0 = 0; k0 < K; k0 += TC) {
             const int64_t width = K - k0;
             for (int64_t n = 0; n < nn; n++) {

@@ -107,7 +107,7 @@ INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_
 }
 
 AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O,
-                                int64_t K, float *w, int64_t ldw) {
+                                int64_t K, float *w, int64_t ldw, float *colsum) {
     /* per pass of GEMM_COLS_CHUNK rows: a strip of b (the pass × 64 columns) is copied together
      * (rows of b lie a power of two apart and would share a few L1 sets) and stays in L1 while
      * every six rows of w take it in turn */
@@ -115,6 +115,7 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
         const float *ac = a + n0 * lda;
+        gemm_column_sums(ac, lda, nn, O, colsum);
         for (int64_t k0 = 0; k0 < K; k0 += 16 * CH) {
             const int64_t H = (K - k0 + 15) / 16 < CH ? (K - k0 + 15) / 16 : CH;
             for (int64_t n = 0; n < nn; n++)

@@ -42,8 +42,8 @@ public struct Linear: Sendable {
                          rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true,
                          multiplying m: UnsafePointer<Float>? = nil) {
         let I = inFeatures, O = outFeatures
-        RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight))
-        if let bias { Kernels.accumulateColumnSums(dy, into: arena.grad(bias), rows: N, cols: O) }
+        RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight),
+                                             columnSums: bias.map { arena.grad($0) })
         if let dx {
             RowProduct.times(dy, rows: N, k: O, UnsafePointer(arena.param(weight)), outputs: I,
                              accumulate: accumulateInput, multiplying: m, into: dx)

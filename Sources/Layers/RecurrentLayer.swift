@@ -197,10 +197,10 @@ public struct RecurrentLayer: Sendable {
             }
         }
         // dW_hh += Σ_t dhh_tᵀ·h₋ ; db_hh ; dW_ih += dxiᵀ·x ; db_ih ; dx = dxi·W_ih
-        RowProduct.accumulateTransposedTimes(dhh, hp, rows: B * T, outputs: G, k: H, into: arena.grad(weightHH))
-        Kernels.accumulateColumnSums(dhh, into: arena.grad(biasHH), rows: B * T, cols: G)
-        RowProduct.accumulateTransposedTimes(dxi, x, rows: B * T, outputs: G, k: input, into: arena.grad(weightIH))
-        Kernels.accumulateColumnSums(dxi, into: arena.grad(biasIH), rows: B * T, cols: G)
+        RowProduct.accumulateTransposedTimes(dhh, hp, rows: B * T, outputs: G, k: H, into: arena.grad(weightHH),
+                                             columnSums: arena.grad(biasHH))
+        RowProduct.accumulateTransposedTimes(dxi, x, rows: B * T, outputs: G, k: input, into: arena.grad(weightIH),
+                                             columnSums: arena.grad(biasIH))
         RowProduct.times(dxi, rows: B * T, k: G, UnsafePointer(arena.param(weightIH)), outputs: input, accumulate: false,
                          into: dx)
     }

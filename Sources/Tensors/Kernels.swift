@@ -49,14 +49,4 @@ public enum Kernels {
             for r in 0 ..< rows { (out + r * stride).update(repeating: 0, count: cols) }
         }
     }
-
-    /// Column sums accumulated into `acc`: acc[c] += Σ_r x[r, c].
-    @inlinable @inline(__always)
-    public static func accumulateColumnSums(_ x: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>,
-                                            rows: Int, cols: Int) {
-        for r in 0 ..< rows {
-            let row = x + r * cols
-            for c in 0 ..< cols { acc[c] += row[c] }
-        }
-    }
 }

@@ -20,15 +20,18 @@ public enum RowProduct {
     public static func useAVX512(_ enabled: Bool) -> Bool { lk_set_isa_avx512(enabled ? 1 : 0) != 0 }
 
     /// w (O × K) += aᵀ·b with a N × O (rows lda apart) and b N × K (rows ldb apart): a Linear
-    /// layer's weight gradient dyᵀ·x. Each element adds the sequential sum over the N rows.
+    /// layer's weight gradient dyᵀ·x; with `columnSums`, also columnSums[o] += Σ_n a[n, o] (its
+    /// bias gradient, taken as the rows pass through the cache). Each element adds the sequential
+    /// sum over the N rows.
     public static func accumulateTransposedTimes(_ a: UnsafePointer<Float>, lda: Int? = nil, _ b: UnsafePointer<Float>,
                                                  ldb: Int? = nil, rows N: Int, outputs O: Int, k K: Int,
-                                                 into w: UnsafeMutablePointer<Float>) {
+                                                 into w: UnsafeMutablePointer<Float>,
+                                                 columnSums: UnsafeMutablePointer<Float>? = nil) {
         guard N > 0, O > 0, K > 0 else { return }
         let lda = lda ?? O, ldb = ldb ?? K
         Parallel.forEachPart(O, grain: 6) { r, _ in
             lk_gemm_cols(a + r.lowerBound, Int64(lda), b, Int64(ldb), Int64(N), Int64(r.count), Int64(K),
-                         w + r.lowerBound * K, Int64(K))
+                         w + r.lowerBound * K, Int64(K), columnSums.map { $0 + r.lowerBound })
         }
     }
 

@@ -383,13 +383,20 @@ final class RowProductTests: XCTestCase {
                     // a and b inside wider rows: the strides are honoured
                     let lda = O + 2, ldb = K + 1
                     let a = randomValues(N * lda, seed: UInt64(N + O)), b = randomValues(N * ldb, seed: UInt64(K))
-                    let w0 = randomValues(O * K, seed: 9)
-                    var w = w0
-                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &w)
+                    let w0 = randomValues(O * K, seed: 9), s0 = randomValues(O, seed: 10)
+                    var w = w0, sums = s0
+                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &w,
+                                                         columnSums: &sums)
                     let expected = (0 ..< O * K).map { i in
                         Float((0 ..< N).reduce(Double(w0[i])) { $0 + Double(a[$1 * lda + i / K]) * Double(b[$1 * ldb + i % K]) })
                     }
                     assertClose(w, expected, relative: 1e-5, label)
+                    // the column sums: the sequential float sum over the rows, exactly
+                    let sequential = (0 ..< O).map { o in (0 ..< N).reduce(s0[o]) { $0 + a[$1 * lda + o] } }
+                    XCTAssertEqual(sums, sequential, "\(label): column sums")
+                    var alone = w0
+                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &alone)
+                    XCTAssertEqual(alone, w, "\(label): the same product without the sums")
                 }
             }
         }
@@ -406,9 +413,9 @@ final class RowProductTests: XCTestCase {
                 RowProduct.timesTransposed(x, rows: N, k: K, w, outputs: O, bias: bias, adding: r, into: &y)
                 RowProduct.times(y, rows: N, k: O, w, outputs: K, accumulate: false, into: &dx)
                 RowProduct.times(x, rows: N, k: K, w, outputs: O, accumulate: true, multiplying: m, into: &v)
-                var dw2 = g
-                RowProduct.accumulateTransposedTimes(v, x, rows: N, outputs: O, k: K, into: &dw2)
-                return [y, dx, v, dw2]
+                var dw2 = g, sums = bias
+                RowProduct.accumulateTransposedTimes(v, x, rows: N, outputs: O, k: K, into: &dw2, columnSums: &sums)
+                return [y, dx, v, dw2, sums]
             }
             RowProduct.useAVX512(false)
             let narrow = run()

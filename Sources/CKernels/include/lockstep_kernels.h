@@ -46,11 +46,12 @@ void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float
 
 /*
  * w (O × K, row stride ldw) += aᵀ·b over N rows: a is N × O (row stride lda), b is N × K (row
- * stride ldb) — a Linear layer's weight gradient dyᵀ·x. Every element is the sequential sum over
- * the rows n = 0, 1, … added to its old value, whatever part of O a call covers.
+ * stride ldb) — a Linear layer's weight gradient dyᵀ·x — and, when colsum is not NULL,
+ * colsum[o] += Σ_n a[n][o] (its bias gradient). Every element is the sequential sum over the rows
+ * n = 0, 1, … added to its old value, whatever part of O a call covers.
  */
 void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
-                  int64_t ldw);
+                  int64_t ldw, float *colsum);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
