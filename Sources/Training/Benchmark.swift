@@ -9,8 +9,9 @@ public struct BenchmarkReport: Sendable {
     /// Median per-phase times on rank 0.
     public var times: StepTimes
     public var modelFLOPsPerToken: Double
-    /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own:
-    /// the higher of OpenBLAS's and Lockstep's own product, which MFU is taken against.
+    /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own,
+    /// before and after the timed steps: the higher of OpenBLAS's and Lockstep's own product,
+    /// which MFU is taken against.
     public var sgemmPeakGFLOPS: Double { max(openBLASPeakGFLOPS, productPeakGFLOPS) }
     /// OpenBLAS's single-thread sgemm on 1024³ (with the kernel it picked for this CPU).
     public var openBLASPeakGFLOPS: Double
@@ -106,7 +107,15 @@ extension Trainer {
         var stats: [StepStats] = []
         separateRankWait = true
         defer { separateRankWait = false }
+        // The peaks are measured before and after the timed steps and the higher kept: a shared
+        // machine's speed drifts, and MFU should not gain from a slow moment of the measurement.
+        var openBLASPeak = 0.0, productPeak = 0.0
+        func measurePeaks() {
+            openBLASPeak = max(openBLASPeak, measureSGEMMPeak(seconds: 0.4))
+            productPeak = max(productPeak, measureRowProductPeak(seconds: 0.4))
+        }
         for i in 0 ..< warmup + steps {
+            if i == warmup { measurePeaks() }
             let s = step(i)
             if firstStep == nil { firstStep = secondsSinceLaunch() }
             if i >= warmup { stats.append(s) }
@@ -124,7 +133,7 @@ extension Trainer {
             for i in maxima.indices { maxima[i] = max(maxima[i], mine[i]) }
         }
         durations = maxima
-        let openBLASPeak = measureSGEMMPeak(), productPeak = measureRowProductPeak()
+        measurePeaks()
         let peak = max(openBLASPeak, productPeak)
         var rss = [Double](repeating: 0, count: comm.size)
         rss[comm.rank] = peakRSSMegabytes()
