@@ -58,6 +58,7 @@ public struct RecurrentLayer: Sendable {
         let dCarry: FloatBuffer // (B, H) ∂/∂h₋ flowing to the previous step
         let dCell: FloatBuffer  // (B, H) ∂/∂c₋ (LSTM)
         let c0: FloatBuffer     // (B, H) LSTM cell state before t = 0
+        let packedHH: RowProduct.PackedWeight // W_hh packed for the time steps' products (forward: ·W_hhᵀ; backward: ·W_hh)
 
         public init(batch B: Int, time T: Int, cell: RecurrentCell, hidden H: Int) {
             let G = cell.gates * H
@@ -70,6 +71,7 @@ public struct RecurrentLayer: Sendable {
             dCarry = FloatBuffer(count: B * H)
             dCell = FloatBuffer(count: cell == .lstm ? B * H : 0)
             c0 = FloatBuffer(count: cell == .lstm ? B * H : 0)
+            packedHH = RowProduct.PackedWeight(k: H, outputs: G)
         }
     }
 
@@ -82,6 +84,7 @@ public struct RecurrentLayer: Sendable {
         RowProduct.timesTransposed(x, rows: B * T, k: input, UnsafePointer(arena.param(weightIH)), outputs: G,
                                    bias: UnsafePointer(arena.param(biasIH)), into: xi)
         let bhh = arena.param(biasHH)
+        acts.packedHH.pack(arena.param(weightHH), ldw: H, transposed: true, k: H, outputs: G)
         if cell == .lstm {
             if let c0 { acts.c0.pointer.update(from: c0, count: B * H) } else { acts.c0.zero() }
         }
@@ -92,17 +95,14 @@ public struct RecurrentLayer: Sendable {
                     (hh + b * T * G).update(from: bhh, count: G)
                     if let h0 { (hp + b * T * H).update(from: h0 + b * H, count: H) } else { (hp + b * T * H).update(repeating: 0, count: H) }
                 }
-                if h0 != nil {
-                    sgemm(.none, .transposed, m: B, n: G, k: H, a: hp, lda: T * H, b: arena.param(weightHH), ldb: H,
-                          beta: 1, c: hh, ldc: T * G)
-                }
+                if h0 != nil { RowProduct.times(hp, ldx: T * H, rows: B, acts.packedHH, accumulate: true, into: hh, ldy: T * G) }
             } else {
                 for b in 0 ..< B {
                     (hp + (b * T + t) * H).update(from: h + (b * T + t - 1) * H, count: H)
                     (hh + (b * T + t) * G).update(from: bhh, count: G)
                 }
-                sgemm(.none, .transposed, m: B, n: G, k: H, a: hp + t * H, lda: T * H, b: arena.param(weightHH), ldb: H,
-                      beta: 1, c: hh + t * G, ldc: T * G)
+                RowProduct.times(hp + t * H, ldx: T * H, rows: B, acts.packedHH, accumulate: true, into: hh + t * G,
+                                 ldy: T * G)
             }
             for b in 0 ..< B {
                 let r = b * T + t
@@ -154,6 +154,7 @@ public struct RecurrentLayer: Sendable {
         let carry = acts.dCarry.pointer
         acts.dCarry.zero()
         if cell == .lstm { acts.dCell.zero() }
+        acts.packedHH.pack(arena.param(weightHH), ldw: H, transposed: false, k: G, outputs: H)
         for t in stride(from: T - 1, through: 0, by: -1) {
             for b in 0 ..< B {
                 let r = b * T + t
@@ -192,8 +193,8 @@ public struct RecurrentLayer: Sendable {
             }
             // carry = dhh_t · W_hh (GRU: added to its direct path)
             if t > 0 {
-                sgemm(.none, .none, m: B, n: H, k: G, a: dhh + t * G, lda: T * G, b: arena.param(weightHH), ldb: H,
-                      beta: cell == .gru ? 1 : 0, c: carry, ldc: H)
+                RowProduct.times(dhh + t * G, ldx: T * G, rows: B, acts.packedHH, accumulate: cell == .gru, into: carry,
+                                 ldy: H)
             }
         }
         // dW_hh += Σ_t dhh_tᵀ·h₋ ; db_hh ; dW_ih += dxiᵀ·x ; db_ih ; dx = dxi·W_ih

@@ -64,13 +64,50 @@ public enum RowProduct {
         let packed = PackBuffers.take(count: Int(lk_gemm_pack_size(Int64(K), Int64(O))))
         defer { PackBuffers.give(packed) }
         lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), packed.pointer)
-        let p = UnsafePointer(packed.pointer)
+        rows(x, ldx: K, rows: N, k: K, UnsafePointer(packed.pointer), outputs: O, bias: bias, initial: initial, ldi: ldi,
+             multiplying: m, into: y, ldy: ldy)
+    }
+
+    private static func rows(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, k K: Int, _ p: UnsafePointer<Float>,
+                             outputs O: Int, bias: UnsafePointer<Float>?, initial: UnsafePointer<Float>?, ldi: Int,
+                             multiplying m: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int) {
         // parts of a multiple of 96 rows: whole tiles (6 or 8 rows) on every thread but the last
         Parallel.forEachPart(N, grain: 96) { r, _ in
-            lk_gemm_rows(x + r.lowerBound * K, Int64(K), Int64(r.count), Int64(K), p, Int64(O), bias,
+            lk_gemm_rows(x + r.lowerBound * ldx, Int64(ldx), Int64(r.count), Int64(K), p, Int64(O), bias,
                          initial.map { $0 + r.lowerBound * ldi }, Int64(ldi), m.map { $0 + r.lowerBound * O }, Int64(O),
                          y + r.lowerBound * ldy, Int64(ldy))
         }
+    }
+
+    /// A weight packed once for many products with it (a recurrent layer's W_hh, used at every
+    /// time step): `PackedWeight(capacity:)` is laid out with the activations, `pack` fills it.
+    public final class PackedWeight {
+        let buffer: FloatBuffer
+        public private(set) var k = 0, outputs = 0
+
+        /// Room for a K × O weight packed either way round (for x·w with K inputs and O outputs,
+        /// or with O inputs and K outputs).
+        public init(k K: Int, outputs O: Int) {
+            buffer = FloatBuffer(count: Int(max(lk_gemm_pack_size(Int64(K), Int64(O)), lk_gemm_pack_size(Int64(O), Int64(K)))))
+        }
+
+        /// Packs w for products x·wᵀ (`transposed`: w stored O × K, rows ldw apart) or x·w (w
+        /// stored K × O).
+        public func pack(_ w: UnsafePointer<Float>, ldw: Int, transposed: Bool, k K: Int, outputs O: Int) {
+            precondition(Int(lk_gemm_pack_size(Int64(K), Int64(O))) <= buffer.count, "packed weight larger than its buffer")
+            lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), buffer.pointer)
+            k = K
+            outputs = O
+        }
+    }
+
+    /// y (N × O, rows ldy apart) = x (N × K, rows ldx apart) · the packed weight, added to y
+    /// when `accumulate` (y += x·w) and overwriting it otherwise.
+    public static func times(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, _ w: PackedWeight, accumulate: Bool,
+                             into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard N > 0, w.outputs > 0 else { return }
+        rows(x, ldx: ldx, rows: N, k: w.k, UnsafePointer(w.buffer.pointer), outputs: w.outputs, bias: nil,
+             initial: accumulate ? UnsafePointer(y) : nil, ldi: ldy, multiplying: nil, into: y, ldy: ldy)
     }
 }
 

@@ -402,6 +402,38 @@ final class RowProductTests: XCTestCase {
         }
     }
 
+    /// A weight packed once (both ways round in one buffer) against the definition, with strided
+    /// rows of x and y as a recurrent layer's time steps have them.
+    func testPackedWeightProducts() {
+        let N = 11, K = 20, O = 36, ldx = K + 7, ldy = O + 5
+        let x = randomValues(N * ldx, seed: 21), w = randomValues(O * K, seed: 22), y0 = randomValues(N * ldy, seed: 23)
+        let packed = RowProduct.PackedWeight(k: K, outputs: O)
+        for avx512 in Self.paths {
+            RowProduct.useAVX512(avx512)
+            for transposed in [true, false] {
+                // transposed: w is O × K and y = x·wᵀ (O outputs); else w read as K' × O' = O × K: x·w with O inputs
+                let (k, o) = transposed ? (K, O) : (O, K)
+                let xs = transposed ? x : randomValues(N * (O + 7), seed: 24), ldxs = transposed ? ldx : O + 7
+                packed.pack(w, ldw: K, transposed: transposed, k: k, outputs: o)
+                for accumulate in [false, true] {
+                    var y = y0
+                    RowProduct.times(xs, ldx: ldxs, rows: N, packed, accumulate: accumulate, into: &y, ldy: ldy)
+                    for n in 0 ..< N {
+                        for j in 0 ..< ldy {
+                            let label = "avx512 \(avx512) transposed \(transposed) accumulate \(accumulate) [\(n), \(j)]"
+                            guard j < o else { XCTAssertEqual(y[n * ldy + j], y0[n * ldy + j], label); continue }
+                            let dot = (0 ..< k).reduce(0.0) {
+                                $0 + Double(xs[n * ldxs + $1]) * Double(transposed ? w[j * K + $1] : w[$1 * K + j])
+                            }
+                            let want = dot + (accumulate ? Double(y0[n * ldy + j]) : 0)
+                            XCTAssertEqual(Double(y[n * ldy + j]), want, accuracy: 1e-5 * max(1, abs(want)), label)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The AVX-512 paths give the AVX2 paths' bits (a job may mix CPUs and stay replicated).
     func testInstructionSetsAgreeToTheBit() throws {
         try XCTSkipIf(Self.paths.count < 2, "this CPU has no AVX-512")
