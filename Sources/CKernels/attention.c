@@ -100,9 +100,61 @@ static inline __m256 keep_below(__m256 x, int64_t j, int64_t len) {
     return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)left), lane)));
 }
 
+// MARK: - the rows' elementwise passes in sixteen lanes (AVX-512), for whole groups of sixteen
+
+#define VW 16
+#include "vexp.h"
+#undef VW
+#define AVX512 __attribute__((noinline, target("avx512f,avx512dq")))
+
+static inline __attribute__((always_inline, target("avx512f,avx512dq"))) __m512 keep_below16(__m512 x, int64_t j,
+                                                                                           int64_t len) {
+    const int64_t left = len - j < 0 ? 0 : (len - j > 16 ? 16 : len - j);
+    return _mm512_maskz_mov_ps((__mmask16)((1u << left) - 1), x);
+}
+
+/* exp_row's exponentials for j < n rounded down to 16; the sum added in the eight-lane order
+ * (low half, then high half). Returns where the eight-lane loop goes on. */
+static AVX512 int64_t exp_groups16(float *s, int64_t len, int64_t n, float scale, float shift, __m256 *sum) {
+    const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 e = exp16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vm));
+        if (j + 16 > len) e = keep_below16(e, j, len);
+        _mm512_storeu_ps(s + j, e);
+        *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));
+        *sum = _mm256_add_ps(*sum, _mm512_extractf32x8_ps(e, 1));
+    }
+    return j;
+}
+
+/* probabilities_row for j < n rounded down to 16; returns where the eight-lane loop goes on */
+static AVX512 int64_t probabilities_groups16(float *s, int64_t len, int64_t n, float scale, float lse) {
+    const __m512 vs = _mm512_set1_ps(scale), vl = _mm512_set1_ps(lse);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 e = exp16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vl));
+        if (j + 16 > len) e = keep_below16(e, j, len);
+        _mm512_storeu_ps(s + j, e);
+    }
+    return j;
+}
+
+/* dS = P ⊙ (dP − D)·scale for j < n rounded down to 16; returns where the eight-lane loop goes on */
+static AVX512 int64_t scores_gradient_groups16(const float *p, float *dp, int64_t n, float d, float scale) {
+    const __m512 vd = _mm512_set1_ps(d), vs = _mm512_set1_ps(scale);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(dp + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(p + j),
+                                                             _mm512_sub_ps(_mm512_loadu_ps(dp + j), vd)), vs));
+    return j;
+}
+
+// MARK: - rows
+
 /* s[0..len) ← exp(scale·s − scale·max s), s[len..n) ← 0 (n a multiple of 8); returns the log of
  * the row's softmax denominator, lse = scale·max + log Σ, and its reciprocal Σ⁻¹ in *inv. */
-static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv) {
+static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv, int wide) {
     int64_t j = 0;
     float m = -INFINITY;
     if (len >= 8) {
@@ -113,7 +165,7 @@ static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv) 
     for (; j < len; j++) m = s[j] > m ? s[j] : m;
     const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(scale * m);
     __m256 sum = _mm256_setzero_ps();
-    for (j = 0; j < n; j += 8) {
+    for (j = wide ? exp_groups16(s, len, n, scale, scale * m, &sum) : 0; j < n; j += 8) {
         __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vm));
         if (j + 8 > len) e = keep_below(e, j, len);
         _mm256_storeu_ps(s + j, e);
@@ -126,9 +178,9 @@ static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv) 
 
 /* s[0..len) ← exp(scale·s − lse) (the probabilities, from the forward's row statistic),
  * s[len..n) ← 0. */
-static inline void probabilities_row(float *s, int64_t len, int64_t n, float scale, float lse) {
+static inline void probabilities_row(float *s, int64_t len, int64_t n, float scale, float lse, int wide) {
     const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(lse);
-    for (int64_t j = 0; j < n; j += 8) {
+    for (int64_t j = wide ? probabilities_groups16(s, len, n, scale, lse) : 0; j < n; j += 8) {
         __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vl));
         if (j + 8 > len) e = keep_below(e, j, len);
         _mm256_storeu_ps(s + j, e);
@@ -161,7 +213,7 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
         block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);
         float inv[MR] = {0};
         for (int64_t r = 0; r < nr; r++) {
-            const float l = exp_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale, &inv[r]);
+            const float l = exp_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale, &inv[r], wide);
             if (lse) lse[t0 + r] = l;
         }
         block_product(P, Tp, 1, keys, v, ld, hs, y + t0 * ldy, ldy, nr, inv);
@@ -199,9 +251,10 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
                 continue;
             }
             const int64_t t = t0 + r;
-            probabilities_row(pr, causal ? t + 1 : T, n, scale, lse[t]);
-            const __m256 vd = _mm256_set1_ps(dot(dy + t * lddy, y + t * ldy, hs)), vs = _mm256_set1_ps(scale);
-            for (int64_t j = 0; j < n; j += 8) {
+            probabilities_row(pr, causal ? t + 1 : T, n, scale, lse[t], wide);
+            const float D = dot(dy + t * lddy, y + t * ldy, hs);
+            const __m256 vd = _mm256_set1_ps(D), vs = _mm256_set1_ps(scale);
+            for (int64_t j = wide ? scores_gradient_groups16(pr, dr, n, D, scale) : 0; j < n; j += 8) {
                 __m256 p = _mm256_loadu_ps(pr + j);
                 _mm256_storeu_ps(dr + j, _mm256_mul_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + j), vd)), vs));
             }
