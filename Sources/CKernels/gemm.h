@@ -1,5 +1,6 @@
-/* The products' AVX-512 paths (gemm_avx512.c), private to CKernels: lk_gemm_rows and lk_gemm_cols
- * call them when lk_isa_avx512() says so. Same arguments, same results to the bit. */
+/* What gemm.c and gemm_avx512.c share (private to CKernels): the panel width, the weight-gradient
+ * pass, its column sums, and the AVX-512 paths that lk_gemm_rows and lk_gemm_cols call when
+ * lk_isa_avx512() says so (same arguments, same results to the bit). */
 #ifndef LOCKSTEP_GEMM_H
 #define LOCKSTEP_GEMM_H
 #include <stdint.h>

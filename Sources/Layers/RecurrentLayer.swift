@@ -58,7 +58,7 @@ public struct RecurrentLayer: Sendable {
         let dCarry: FloatBuffer // (B, H) ∂/∂h₋ flowing to the previous step
         let dCell: FloatBuffer  // (B, H) ∂/∂c₋ (LSTM)
         let c0: FloatBuffer     // (B, H) LSTM cell state before t = 0
-        let packedHH: RowProduct.PackedWeight // W_hh packed for the time steps' products (forward: ·W_hhᵀ; backward: ·W_hh)
+        let packedHH: RowProduct.PackedWeight // W_hh for the time steps (forward: h₋·W_hhᵀ; backward: dhh·W_hh)
 
         public init(batch B: Int, time T: Int, cell: RecurrentCell, hidden H: Int) {
             let G = cell.gates * H
@@ -95,7 +95,9 @@ public struct RecurrentLayer: Sendable {
                     (hh + b * T * G).update(from: bhh, count: G)
                     if let h0 { (hp + b * T * H).update(from: h0 + b * H, count: H) } else { (hp + b * T * H).update(repeating: 0, count: H) }
                 }
-                if h0 != nil { RowProduct.times(hp, ldx: T * H, rows: B, acts.packedHH, accumulate: true, into: hh, ldy: T * G) }
+                if h0 != nil {
+                    RowProduct.times(hp, ldx: T * H, rows: B, acts.packedHH, accumulate: true, into: hh, ldy: T * G)
+                }
             } else {
                 for b in 0 ..< B {
                     (hp + (b * T + t) * H).update(from: h + (b * T + t - 1) * H, count: H)

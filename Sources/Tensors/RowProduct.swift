@@ -80,7 +80,7 @@ public enum RowProduct {
     }
 
     /// A weight packed once for many products with it (a recurrent layer's W_hh, used at every
-    /// time step): `PackedWeight(capacity:)` is laid out with the activations, `pack` fills it.
+    /// time step): allocated with the activations, filled by `pack` once per pass.
     public final class PackedWeight {
         let buffer: FloatBuffer
         public private(set) var k = 0, outputs = 0

@@ -7,7 +7,8 @@
  */
 #include <stdint.h>
 
-/* isa.c: 1 when the products run in AVX-512 (the CPU has it and LOCKSTEP_KERNELS is not avx2) */
+/* isa.c: 1 when the products, attention and GELU run in AVX-512 (the CPU has it and
+ * LOCKSTEP_KERNELS is not avx2) */
 int lk_isa_avx512(void);
 int lk_isa_avx512_available(void);
 /* chooses the path (AVX-512 only where available); returns the path now in use */
