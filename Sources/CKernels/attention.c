@@ -113,8 +113,9 @@ static inline __attribute__((always_inline, target("avx512f,avx512dq"))) __m512 
     return _mm512_maskz_mov_ps((__mmask16)((1u << left) - 1), x);
 }
 
-/* exp_row's exponentials for j < n rounded down to 16; the sum added in the eight-lane order
- * (low half, then high half). Returns where the eight-lane loop goes on. */
+/* s[j] ← exp(scale·s[j] − shift) (zero from len on) for j < n rounded down to 16: exp_row's
+ * exponentials, with their sum added into *sum in the eight-lane order (low half, then high
+ * half), and probabilities_row's (sum NULL). Returns where the eight-lane loop goes on. */
 static AVX512 int64_t exp_groups16(float *s, int64_t len, int64_t n, float scale, float shift, __m256 *sum) {
     const __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(shift);
     int64_t j = 0;
@@ -122,20 +123,10 @@ static AVX512 int64_t exp_groups16(float *s, int64_t len, int64_t n, float scale
         __m512 e = exp16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vm));
         if (j + 16 > len) e = keep_below16(e, j, len);
         _mm512_storeu_ps(s + j, e);
-        *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));
-        *sum = _mm256_add_ps(*sum, _mm512_extractf32x8_ps(e, 1));
-    }
-    return j;
-}
-
-/* probabilities_row for j < n rounded down to 16; returns where the eight-lane loop goes on */
-static AVX512 int64_t probabilities_groups16(float *s, int64_t len, int64_t n, float scale, float lse) {
-    const __m512 vs = _mm512_set1_ps(scale), vl = _mm512_set1_ps(lse);
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m512 e = exp16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vl));
-        if (j + 16 > len) e = keep_below16(e, j, len);
-        _mm512_storeu_ps(s + j, e);
+        if (sum) {
+            *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));
+            *sum = _mm256_add_ps(*sum, _mm512_extractf32x8_ps(e, 1));
+        }
     }
     return j;
 }
@@ -180,7 +171,7 @@ static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv, 
  * s[len..n) ← 0. */
 static inline void probabilities_row(float *s, int64_t len, int64_t n, float scale, float lse, int wide) {
     const __m256 vs = _mm256_set1_ps(scale), vl = _mm256_set1_ps(lse);
-    for (int64_t j = wide ? probabilities_groups16(s, len, n, scale, lse) : 0; j < n; j += 8) {
+    for (int64_t j = wide ? exp_groups16(s, len, n, scale, lse, NULL) : 0; j < n; j += 8) {
         __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vl));
         if (j + 8 > len) e = keep_below(e, j, len);
         _mm256_storeu_ps(s + j, e);

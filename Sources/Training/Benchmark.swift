@@ -38,37 +38,35 @@ public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
 /// Single-thread sgemm throughput (GFLOP/s) on n×n matrices, best of a few repeats. C accumulates
 /// (beta 1): the figure is OpenBLAS's kernel alone, with no pass that clears C.
 public func measureSGEMMPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
-    let saved = BLAS.threads
-    BLAS.setThreads(1)
-    defer { BLAS.setThreads(saved) }
-    let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
-    for i in 0 ..< n * n { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
-    sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, beta: 1, c: c.pointer, ldc: n)
-    var best = 0.0
-    let start = monotonicSeconds()
-    while monotonicSeconds() - start < seconds {
-        let t0 = monotonicSeconds()
-        sgemm(.none, .none, m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, beta: 1, c: c.pointer, ldc: n)
-        best = max(best, 2 * Double(n * n * n) / (monotonicSeconds() - t0) / 1e9)
+    bestSquareProductRate(n: n, seconds: seconds) { a, b, c in
+        sgemm(.none, .none, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 1, c: c, ldc: n)
     }
-    return best
 }
 
 /// Single-thread throughput (GFLOP/s) of Lockstep's own product (`RowProduct`, the Linear layers'
 /// forward) on n×n matrices, best of a few repeats, weight packing included.
 public func measureRowProductPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
-    let saved = Parallel.threads
+    bestSquareProductRate(n: n, seconds: seconds) { a, b, c in
+        RowProduct.timesTransposed(a, rows: n, k: n, b, outputs: n, bias: nil, into: c)
+    }
+}
+
+/// The best rate of `product(a, b, c)` (2n³ FLOPs on n×n matrices) on one thread over `seconds`,
+/// after one call to warm up.
+private func bestSquareProductRate(n: Int, seconds: Double,
+                                   _ product: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void)
+    -> Double {
+    let saved = BLAS.threads
     BLAS.setThreads(1)
     defer { BLAS.setThreads(saved) }
     let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
     for i in 0 ..< n * n { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
-    func run() { RowProduct.timesTransposed(a.pointer, rows: n, k: n, b.pointer, outputs: n, bias: nil, into: c.pointer) }
-    run()
+    product(a.pointer, b.pointer, c.pointer)
     var best = 0.0
     let start = monotonicSeconds()
     while monotonicSeconds() - start < seconds {
         let t0 = monotonicSeconds()
-        run()
+        product(a.pointer, b.pointer, c.pointer)
         best = max(best, 2 * Double(n * n * n) / (monotonicSeconds() - t0) / 1e9)
     }
     return best
