@@ -77,6 +77,7 @@ static void rows_in(const float *src, int64_t ld, int64_t t0, int64_t nr, int64_
 #define VW 8
 #include "attention_product.h"
 #undef VW
+#include "vec.h" /* clears the width macros */
 
 /* The head's products run in AVX-512 where the CPU has it (identical results); `wide` is read
  * once per call of the head. */
@@ -105,13 +106,8 @@ static inline __m256 keep_below(__m256 x, int64_t j, int64_t len) {
 #define VW 16
 #include "vexp.h"
 #undef VW
+#include "vec.h"
 #define AVX512 __attribute__((noinline, target("avx512f,avx512dq")))
-
-static inline __attribute__((always_inline, target("avx512f,avx512dq"))) __m512 keep_below16(__m512 x, int64_t j,
-                                                                                           int64_t len) {
-    const int64_t left = len - j < 0 ? 0 : (len - j > 16 ? 16 : len - j);
-    return _mm512_maskz_mov_ps((__mmask16)((1u << left) - 1), x);
-}
 
 /* s[j] ← exp(scale·s[j] − shift) (zero from len on) for j < n rounded down to 16: exp_row's
  * exponentials, with their sum added into *sum in the eight-lane order (low half, then high
@@ -121,7 +117,7 @@ static AVX512 int64_t exp_groups16(float *s, int64_t len, int64_t n, float scale
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
         __m512 e = exp16(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), vs, vm));
-        if (j + 16 > len) e = keep_below16(e, j, len);
+        if (j + 16 > len) e = _mm512_maskz_mov_ps(first_lanes16(len - j), e);
         _mm512_storeu_ps(s + j, e);
         if (sum) {
             *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));

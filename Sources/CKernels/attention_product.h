@@ -48,8 +48,8 @@
 #define LOAD(p, lanes) _mm256_loadu_ps(p)
 #define STORE(p, x, lanes) _mm256_storeu_ps(p, x)
 #else
-#define LOAD(p, lanes) _mm512_maskz_loadu_ps((__mmask16)((1u << (lanes)) - 1), p)
-#define STORE(p, x, lanes) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (lanes)) - 1), x)
+#define LOAD(p, lanes) _mm512_maskz_loadu_ps(first_lanes16(lanes), p)
+#define STORE(p, x, lanes) _mm512_mask_storeu_ps(p, first_lanes16(lanes), x)
 #endif
 
 /* RT rows of the block (nr of them stored) */

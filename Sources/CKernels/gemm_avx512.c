@@ -5,15 +5,12 @@
  * to the bit. Partial tiles are handled with lane masks.
  */
 #include "gemm.h"
+#include "lanes.h"
 
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
-
-static inline AVX512 __mmask16 lanes(int64_t width) {
-    return width >= 16 ? (__mmask16)0xFFFF : width <= 0 ? (__mmask16)0 : (__mmask16)((1u << width) - 1);
-}
 
 // MARK: - rows: y = (bias + init + x·B) ⊙ mul
 
@@ -26,7 +23,7 @@ INLINE AVX512 void rows_tile(const int H, const float *const x[RR], int nr, int6
     __mmask16 mask[RH];
     __m512 c[RR * RH], b[RH];
     for (int h = 0; h < H; h++) {
-        mask[h] = lanes(O - o0 - 16 * h);
+        mask[h] = first_lanes16(O - o0 - 16 * h);
         b[h] = bias ? _mm512_maskz_loadu_ps(mask[h], bias + o0 + 16 * h) : _mm512_setzero_ps();
     }
     for (int r = 0; r < RR; r++)
@@ -87,7 +84,7 @@ INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_
                              int orows, int64_t width, float *w, int64_t ldw) {
     __mmask16 mask[CH];
     __m512 c[CR * CH];
-    for (int h = 0; h < H; h++) mask[h] = lanes(width - 16 * h);
+    for (int h = 0; h < H; h++) mask[h] = first_lanes16(width - 16 * h);
     for (int r = 0; r < CR; r++)
         for (int h = 0; h < H; h++)
             c[r * H + h] = r < orows ? _mm512_maskz_loadu_ps(mask[h], w + r * ldw + 16 * h) : _mm512_setzero_ps();
@@ -121,7 +118,7 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
             for (int64_t n = 0; n < nn; n++)
                 for (int64_t h = 0; h < H; h++)
                     _mm512_store_ps(strip + n * 16 * CH + 16 * h,
-                                    _mm512_maskz_loadu_ps(lanes(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
+                                    _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
             for (int64_t o0 = 0; o0 < O; o0 += CR) {
                 const int orows = O - o0 < CR ? (int)(O - o0) : CR;
                 const float *ao = ac + o0;

@@ -15,6 +15,7 @@
 #define VW 8
 #include "gelu.h"
 #undef VW
+#include "vec.h" /* clears the width macros */
 
 void lk_gelu_erf_forward(const float *restrict x, float *restrict out, int64_t n) {
     if (lk_isa_avx512()) gelu_rows16(x, out, n);

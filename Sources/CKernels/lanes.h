@@ -1,5 +1,5 @@
-/* Eight-lane helpers shared by the kernels (private to CKernels): horizontal reductions, an 8 × 8
- * transpose, e^x. */
+/* Lane helpers shared by the kernels (private to CKernels): eight-lane horizontal reductions, an
+ * 8 × 8 transpose, e^x, the sixteen-lane edge mask. */
 #ifndef LOCKSTEP_LANES_H
 #define LOCKSTEP_LANES_H
 #include <immintrin.h>
@@ -43,8 +43,14 @@ static inline void transpose8x8(const float *src, int64_t ls, float *dst, int64_
     _mm256_storeu_ps(dst + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
+/* The sixteen-lane mask of the first `width` lanes (clamped to 0 … 16): the AVX-512 kernels' edges. */
+static inline __mmask16 first_lanes16(int64_t width) {
+    return width >= 16 ? (__mmask16)0xFFFF : width <= 0 ? (__mmask16)0 : (__mmask16)((1u << width) - 1);
+}
+
 /* exp8 (vexp.h, whose exp16 the AVX-512 kernels use) */
 #define VW 8
 #include "vexp.h"
 #undef VW
+#include "vec.h" /* clears the width macros */
 #endif

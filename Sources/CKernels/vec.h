@@ -6,6 +6,8 @@
  *   VTARGET  the function attribute the width needs
  *   VBITS / VFLOATS  reinterpret floats as ints and back
  *   VSIGNSELECT(neg, pos, x)  neg where x has its sign bit set, else pos
+ * Included with VW undefined, it only clears them: a file that instantiates a template does
+ * so when done, so that no V or VOP reaches the code that follows.
  * Both widths then take the same operations in the same order on every lane: elementwise
  * results are identical to the bit.
  */
@@ -35,6 +37,6 @@
 #define VBITS(x) _mm512_castps_si512(x)
 #define VFLOATS(x) _mm512_castsi512_ps(x)
 #define VSIGNSELECT(neg, pos, x) _mm512_mask_blend_ps(_mm512_movepi32_mask(VBITS(x)), pos, neg)
-#else
+#elif defined(VW)
 #error "VW must be 8 or 16"
 #endif
