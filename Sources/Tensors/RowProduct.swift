@@ -14,6 +14,9 @@ public enum RowProduct {
     /// True when the products run in AVX-512 (the CPU has it and `LOCKSTEP_KERNELS` is not `avx2`).
     public static var usesAVX512: Bool { lk_isa_avx512() != 0 }
 
+    /// True when the CPU has the AVX-512 the kernels use (F and DQ).
+    public static var avx512Available: Bool { lk_isa_avx512_available() != 0 }
+
     /// Chooses the AVX-512 paths (where the CPU has them) or the AVX2 ones; returns whether
     /// AVX-512 is now in use. For comparisons and tests: both give the same results.
     @discardableResult

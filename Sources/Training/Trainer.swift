@@ -218,7 +218,7 @@ public final class Trainer {
             ?? "\(config.model.nLayer)L×\(config.model.nHead)H×\(config.model.nEmbd)"
         console.line("lockstep: \(config.model.kind) \(shape)  \(grouped(model.arena.count)) parameters")
         console.line("data: \(data.source)  \(grouped(data.trainCount)) train / \(grouped(data.tokens.count - data.trainCount)) val tokens")
-        console.line("ranks \(comm.size) × \(BLAS.threads) BLAS threads  global batch \(G) × \(T) = \(grouped(G * T)) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
+        console.line("ranks \(comm.size) × \(BLAS.threads) threads (\(RowProduct.usesAVX512 ? "AVX-512" : "AVX2") kernels)  global batch \(G) × \(T) = \(grouped(G * T)) tokens  micro-batch \(config.batch.microBatch)  accumulation \(accumulation)")
         if startStep >= t.steps && restoredEvalStep == startStep {
             console.line("already at step \(startStep) of \(t.steps); nothing to do (raise --steps to train on)")
             return

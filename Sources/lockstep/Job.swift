@@ -63,10 +63,23 @@ struct Job {
 }
 
 /// BLAS threads: the option, else `LOCKSTEP_BLAS_THREADS` (set by `launch/run --threads`), else the
-/// config's value, else the cores shared among the ranks on this host.
-func configureThreads(_ config: Config, override: Int?, ranksOnHost: Int) {
+/// config's value, else the cores shared among the ranks on this host. Also checks the kernels'
+/// instruction set asked for in `LOCKSTEP_KERNELS` (`avx2`, `avx512`, or unset / `auto`: the best
+/// the CPU has).
+func configureCompute(_ config: Config, override: Int?, ranksOnHost: Int) throws {
+    let environment = ProcessInfo.processInfo.environment
+    switch environment["LOCKSTEP_KERNELS"] ?? "auto" {
+    case "auto", "avx2":
+        break
+    case "avx512":
+        guard RowProduct.usesAVX512 else {
+            throw ConfigError("LOCKSTEP_KERNELS=avx512, but this CPU lacks AVX-512 (F and DQ): unset it or use avx2")
+        }
+    case let other:
+        throw ConfigError("LOCKSTEP_KERNELS=\(other) is not a kernel choice: use avx2, avx512 or auto (or unset it)")
+    }
     let cores = ProcessInfo.processInfo.activeProcessorCount
-    let env = ProcessInfo.processInfo.environment["LOCKSTEP_BLAS_THREADS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+    let env = environment["LOCKSTEP_BLAS_THREADS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
     BLAS.setThreads(override ?? env ?? config.training.blasThreads ?? max(1, cores / max(ranksOnHost, 1)))
 }
 

@@ -68,7 +68,7 @@ struct Train: ParsableCommand {
             if let evalInterval { cfg.training.evalInterval = evalInterval }
             if let threads { cfg.training.blasThreads = threads }
             try cfg.validate(source: config ?? "(defaults + options)")
-            configureThreads(cfg, override: nil, ranksOnHost: localRanks)
+            try configureCompute(cfg, override: nil, ranksOnHost: localRanks)
             if resume != nil && initFrom != nil { throw ConfigError("--resume and --init-from exclude each other") }
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
             let trainer = try Trainer(config: cfg, data: data, comm: job.comm, initFrom: initFrom)
@@ -109,7 +109,7 @@ struct Eval: ParsableCommand {
         let trainer = try job.start { () throws -> Trainer in
             var cfg = try config.map { try Config.load(path: $0) } ?? Weights.config(path: weights)
             cfg.batch.globalBatch = cfg.batch.microBatch * job.comm.size    // evaluation needs no accumulation
-            configureThreads(cfg, override: threads, ranksOnHost: localRanks)
+            try configureCompute(cfg, override: threads, ranksOnHost: localRanks)
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
             return try Trainer(config: cfg, data: data, comm: job.comm, initFrom: weights)
         }
@@ -141,7 +141,7 @@ struct Sample: ParsableCommand {
             guard !cfg.model.isMaskedLM else {
                 throw ConfigError("\(weights) is a masked-LM encoder; `sample` generates with causal models (gpt, rnn, lstm, gru)")
             }
-            configureThreads(cfg, override: 1, ranksOnHost: 1)
+            try configureCompute(cfg, override: 1, ranksOnHost: 1)
             let model = makeModel(cfg.model, maxBatch: 1)
             try Weights.load(path: weights, into: model.arena)
             let generator = TextGenerator(model: model, temperature: Float(temperature), topK: topK, seed: seed)
@@ -215,7 +215,7 @@ struct Bench: ParsableCommand {
             guard steps > 0, warmup >= 0 else { throw ConfigError("--steps must be positive and --warmup non-negative") }
             var cfg = try config.map { try Config.load(path: $0) } ?? Config()
             cfg.training.steps = warmup + steps
-            configureThreads(cfg, override: threads, ranksOnHost: localRanks)
+            try configureCompute(cfg, override: threads, ranksOnHost: localRanks)
             let data = try Dataset.load(cfg.data, vocabSize: cfg.model.vocabSize, blockSize: cfg.model.blockSize)
             return try Trainer(config: cfg, data: data, comm: job.comm)
         }

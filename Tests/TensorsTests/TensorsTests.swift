@@ -348,7 +348,7 @@ final class ParallelTests: XCTestCase {
 /// to the bit.
 final class RowProductTests: XCTestCase {
     /// The instruction-set paths this CPU can run: AVX2 always, AVX-512 when present.
-    static var paths: [Bool] { lk_isa_avx512_available() != 0 ? [false, true] : [false] }
+    static var paths: [Bool] { RowProduct.avx512Available ? [false, true] : [false] }
 
     override func tearDown() {
         RowProduct.useAVX512(true) // back to the default: the best path the CPU has

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 import XCTest
 @testable import Training
 
@@ -20,10 +21,11 @@ final class CLITests: XCTestCase {
 
     override func tearDown() { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
 
-    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func run(_ args: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = try XCTUnwrap(executable)
         p.arguments = args
+        if !extra.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -39,8 +41,9 @@ final class CLITests: XCTestCase {
         return path
     }
 
-    func assertRefused(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try run(args)
+    func assertRefused(_ args: [String], environment: [String: String] = [:], mentions: String,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(args, environment: environment)
         XCTAssertEqual(r.status, 1, file: file, line: line)
         let lines = r.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, "one line: \(r.stderr)", file: file, line: line)
@@ -65,6 +68,39 @@ final class CLITests: XCTestCase {
         try data.write(to: URL(fileURLWithPath: bin))
         let cfg = try write(#"{"data": {"path": "\#(bin)"}}"#, "tokens.json")
         try assertRefused(["train", "--config", cfg], mentions: "magic")
+    }
+
+    func testKernelChoiceIsCheckedWithOneLine() throws {
+        try assertRefused(["train"], environment: ["LOCKSTEP_KERNELS": "avx3"], mentions: "LOCKSTEP_KERNELS=avx3")
+        if !RowProduct.avx512Available {
+            try assertRefused(["train"], environment: ["LOCKSTEP_KERNELS": "avx512"], mentions: "lacks AVX-512")
+        }
+    }
+
+    /// A whole run on the eight-lane kernels and on the sixteen-lane ones ends with the same
+    /// parameters to the bit: ranks on CPUs with and without AVX-512 stay replicas.
+    func testBothKernelWidthsTrainToTheSameBits() throws {
+        try XCTSkipIf(!RowProduct.avx512Available, "this CPU has no AVX-512")
+        let corpus = try write(String(repeating: "to be or not to be, that is the question. ", count: 80), "corpus.txt")
+        var runs: [[Float]] = []
+        for kernels in ["avx2", "avx512"] {
+            let out = scratch.appendingPathComponent(kernels).path
+            let cfg = try write("""
+                {"model": {"n_layer": 2, "n_head": 2, "n_embd": 40, "block_size": 24},
+                 "data": {"path": "\(corpus)"},
+                 "batch": {"micro_batch": 3, "global_batch": 6},
+                 "optimizer": {"lr": 0.01},
+                 "schedule": {"warmup": 2, "decay_steps": 8, "min_lr": 0.001},
+                 "training": {"steps": 8, "eval_interval": 0, "log_interval": 4, "output_dir": "\(out)"}}
+                """, "\(kernels).json")
+            let t = try run(["train", "--config", cfg], environment: ["LOCKSTEP_KERNELS": kernels])
+            XCTAssertEqual(t.status, 0, t.stderr)
+            XCTAssert(t.stdout.contains(kernels == "avx2" ? "(AVX2 kernels)" : "(AVX-512 kernels)"), t.stdout)
+            let (tensors, _) = try SafeTensors.read(path: out + "/model.safetensors")
+            runs.append(tensors.keys.sorted().flatMap { tensors[$0]!.floats })
+        }
+        XCTAssertFalse(runs[0].isEmpty)
+        XCTAssertEqual(runs[0].map(\.bitPattern), runs[1].map(\.bitPattern))
     }
 
     func testTrainEvalAndSampleEndToEnd() throws {
