@@ -175,9 +175,11 @@ void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int6
         return;
     }
     float strip[GEMM_COLS_CHUNK * TC] __attribute__((aligned(32)));
+    const int64_t tiles = (O + CR2 - 1) / CR2, all = (K + TC - 1) / TC * tiles;
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
         gemm_column_sums(a + n0 * lda, lda, nn, O, colsum);
+        int64_t tile = 0;
         for (int64_t k0 = 0; k0 < K; k0 += TC) {
             const int64_t width = K - k0;
             for (int64_t n = 0; n < nn; n++) {
@@ -190,7 +192,9 @@ void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int6
                     for (int64_t j = 0; j < TC; j++) dst[j] = j < width ? src[j] : 0;
                 }
             }
-            for (int64_t o0 = 0; o0 < O; o0 += CR2) {
+            const gemm_cols_ahead ahead = gemm_cols_next(a, lda, b, ldb, N, n0, nn, K, k0, TC);
+            for (int64_t o0 = 0, t = 0; o0 < O; o0 += CR2, t++, tile++) {
+                gemm_cols_request(&ahead, lda, ldb, O, t, tiles, tile, all);
                 const int orows = O - o0 < CR2 ? (int)(O - o0) : CR2;
                 const float *ao = a + n0 * lda + o0;
                 float *wo = w + o0 * ldw + k0;

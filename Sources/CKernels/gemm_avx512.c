@@ -109,17 +109,21 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
      * (rows of b lie a power of two apart and would share a few L1 sets) and stays in L1 while
      * every six rows of w take it in turn */
     float strip[GEMM_COLS_CHUNK * 16 * CH] __attribute__((aligned(64)));
+    const int64_t tiles = (O + CR - 1) / CR, all = (K + 16 * CH - 1) / (16 * CH) * tiles;
     for (int64_t n0 = 0; n0 < N; n0 += GEMM_COLS_CHUNK) {
         const int64_t nn = N - n0 < GEMM_COLS_CHUNK ? N - n0 : GEMM_COLS_CHUNK;
         const float *ac = a + n0 * lda;
         gemm_column_sums(ac, lda, nn, O, colsum);
+        int64_t tile = 0;
         for (int64_t k0 = 0; k0 < K; k0 += 16 * CH) {
             const int64_t H = (K - k0 + 15) / 16 < CH ? (K - k0 + 15) / 16 : CH;
             for (int64_t n = 0; n < nn; n++)
                 for (int64_t h = 0; h < H; h++)
                     _mm512_store_ps(strip + n * 16 * CH + 16 * h,
                                     _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
-            for (int64_t o0 = 0; o0 < O; o0 += CR) {
+            const gemm_cols_ahead ahead = gemm_cols_next(a, lda, b, ldb, N, n0, nn, K, k0, 16 * CH);
+            for (int64_t o0 = 0, t = 0; o0 < O; o0 += CR, t++, tile++) {
+                gemm_cols_request(&ahead, lda, ldb, O, t, tiles, tile, all);
                 const int orows = O - o0 < CR ? (int)(O - o0) : CR;
                 const float *ao = ac + o0;
                 float *wo = w + o0 * ldw + k0;
