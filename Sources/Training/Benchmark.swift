@@ -9,15 +9,26 @@ public struct BenchmarkReport: Sendable {
     /// Median per-phase times on rank 0.
     public var times: StepTimes
     public var modelFLOPsPerToken: Double
-    /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own,
-    /// before and after the timed steps: the higher of OpenBLAS's and Lockstep's own product,
-    /// which MFU is taken against.
+    /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own:
+    /// the higher of OpenBLAS's and Lockstep's own product, best over the whole run (before the
+    /// timed steps and after each window of them).
     public var sgemmPeakGFLOPS: Double { max(openBLASPeakGFLOPS, productPeakGFLOPS) }
-    /// OpenBLAS's single-thread sgemm on 1024³ (with the kernel it picked for this CPU).
+    /// OpenBLAS's single-thread sgemm on `peakSize`³ (with the kernel it picked for this CPU).
     public var openBLASPeakGFLOPS: Double
-    /// Lockstep's row product (`RowProduct`, in its AVX-512 or AVX2 path) on 1024³, one thread.
+    /// Lockstep's row product (`RowProduct`, in its AVX-512 or AVX2 path) on `peakSize`³, one thread.
     public var productPeakGFLOPS: Double
+    /// The side of the square matrices the peaks are measured on.
+    public var peakSize: Int
+    /// Model FLOPs utilisation: the median over windows of steps of the window's model FLOP rate
+    /// against the peak measured next to it (the mean of the measurements just before and just
+    /// after the window). A shared machine's speed drifts by up to 2× within minutes; pairing each
+    /// window with its own peak compares the two in the same moment.
     public var mfu: Double
+    /// The same, per window, in order.
+    public var windowMFU: [Double]
+    /// The median throughput against the best peak of the whole run (≤ `mfu` when the machine
+    /// drifted; equal on a steady one).
+    public var mfuAgainstBestPeak: Double
     public var peakRSSMegabytes: [Double]
     public var launchToFirstStepSeconds: Double?
 }
@@ -37,7 +48,7 @@ public func modelFLOPsPerToken(_ c: ModelConfig) -> Double {
 
 /// Single-thread sgemm throughput (GFLOP/s) on n×n matrices, best of a few repeats. C accumulates
 /// (beta 1): the figure is OpenBLAS's kernel alone, with no pass that clears C.
-public func measureSGEMMPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
+public func measureSGEMMPeak(n: Int = 512, seconds: Double = 0.6) -> Double {
     bestSquareProductRate(n: n, seconds: seconds) { a, b, c in
         sgemm(.none, .none, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, beta: 1, c: c, ldc: n)
     }
@@ -45,7 +56,7 @@ public func measureSGEMMPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
 
 /// Single-thread throughput (GFLOP/s) of Lockstep's own product (`RowProduct`, the Linear layers'
 /// forward) on n×n matrices, best of a few repeats, weight packing included.
-public func measureRowProductPeak(n: Int = 1024, seconds: Double = 0.6) -> Double {
+public func measureRowProductPeak(n: Int = 512, seconds: Double = 0.6) -> Double {
     bestSquareProductRate(n: n, seconds: seconds) { a, b, c in
         RowProduct.timesTransposed(a, rows: n, k: n, b, outputs: n, bias: nil, into: c)
     }
@@ -99,28 +110,36 @@ public func secondsSinceLaunch() -> Double? {
 
 extension Trainer {
     /// Trains `warmup + steps` steps (without evaluation, metrics or checkpoints) and reports the
-    /// median throughput and phase times of the last `steps`. Collective: every rank calls it.
-    public func benchmark(steps: Int, warmup: Int) -> BenchmarkReport {
+    /// median throughput and phase times of the last `steps`. The timed steps run in windows;
+    /// before the first and after each, every rank measures the single-thread peak again (for
+    /// MFU, see `BenchmarkReport.mfu`). Collective: every rank calls it.
+    public func benchmark(steps: Int, warmup: Int, windows: Int = 6, peakSize n: Int = 512) -> BenchmarkReport {
         var firstStep: Double?
         var stats: [StepStats] = []
         separateRankWait = true
         defer { separateRankWait = false }
-        // The peaks are measured before and after the timed steps and the higher kept: a shared
-        // machine's speed drifts, and MFU should not gain from a slow moment of the measurement.
-        var openBLASPeak = 0.0, productPeak = 0.0
-        func measurePeaks() {
-            openBLASPeak = max(openBLASPeak, measureSGEMMPeak(seconds: 0.4))
-            productPeak = max(productPeak, measureRowProductPeak(seconds: 0.4))
-        }
+        // Both peaks after the warm-up, then only the higher one's kernel after each window (a
+        // short burst).
+        var openBLASPeak = 0.0, productPeak = 0.0, openBLASLeads = false
+        var peaks: [Double] = []          // before the first window and after each
+        var windowEnds: [Int] = []        // index into the timed steps where each window ends
+        let windows = max(1, min(windows, steps)), perWindow = max(1, steps / windows)
         for i in 0 ..< warmup + steps {
-            if i == warmup { measurePeaks() }
+            if i == warmup {
+                openBLASPeak = measureSGEMMPeak(n: n, seconds: 0.3)
+                productPeak = measureRowProductPeak(n: n, seconds: 0.3)
+                openBLASLeads = openBLASPeak > productPeak
+                peaks.append(max(openBLASPeak, productPeak))
+            }
             let s = step(i)
             if firstStep == nil { firstStep = secondsSinceLaunch() }
-            if i >= warmup { stats.append(s) }
-        }
-        func median(_ xs: [Double]) -> Double {
-            let s = xs.sorted()
-            return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+            guard i >= warmup else { continue }
+            stats.append(s)
+            let timed = i - warmup + 1
+            if timed == steps || (timed % perWindow == 0 && steps - timed >= perWindow / 2) {
+                peaks.append(openBLASLeads ? measureSGEMMPeak(n: n, seconds: 0.06) : measureRowProductPeak(n: n, seconds: 0.06))
+                windowEnds.append(timed)
+            }
         }
         // Step time is the slowest rank's: take the maximum over ranks of each step's duration.
         var durations = stats.map(\.seconds)
@@ -131,8 +150,8 @@ extension Trainer {
             for i in maxima.indices { maxima[i] = max(maxima[i], mine[i]) }
         }
         durations = maxima
-        measurePeaks()
-        let peak = max(openBLASPeak, productPeak)
+        if !openBLASLeads { productPeak = max(productPeak, peaks.max() ?? 0) }
+        let bestPeak = max(openBLASPeak, productPeak)
         var rss = [Double](repeating: 0, count: comm.size)
         rss[comm.rank] = peakRSSMegabytes()
         rss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
@@ -144,12 +163,26 @@ extension Trainer {
         times.rankWait = median(stats.map(\.times.rankWait))
         times.allReduce = median(stats.map(\.times.allReduce))
         times.optimizer = median(stats.map(\.times.optimizer))
-        let flops = modelFLOPsPerToken(config.model)
+        let flops = modelFLOPsPerToken(config.model), cores = Double(comm.size * BLAS.threads)
         let tps = tokens / stepMedian
+        var windowMFU: [Double] = []
+        var start = 0
+        for (w, end) in windowEnds.enumerated() {
+            let seconds = durations[start ..< end].reduce(0, +)
+            let peak = (peaks[w] + peaks[w + 1]) / 2
+            windowMFU.append(tokens * Double(end - start) / seconds * flops / (cores * peak * 1e9))
+            start = end
+        }
         return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian, times: times,
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
-                               productPeakGFLOPS: productPeak,
-                               mfu: tps * flops / (Double(comm.size * BLAS.threads) * peak * 1e9),
+                               productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
+                               windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),
                                peakRSSMegabytes: rss, launchToFirstStepSeconds: firstStep)
     }
+}
+
+/// The median (the mean of the middle two for an even count; 0 for none).
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
 }

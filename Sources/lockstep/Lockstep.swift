@@ -237,10 +237,13 @@ struct Bench: ParsableCommand {
             print(row("clip+optim", t.optimizer))
             print(row("other", max(0, step - t.forward - t.backward - t.rankWait - t.allReduce - t.optimizer),
                       " (data; rank 0's phases are medians of its own steps)"))
-            print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, 1024³, measured now: OpenBLAS %.1f, Lockstep's %@ product %.1f)",
-                         r.sgemmPeakGFLOPS, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2", r.productPeakGFLOPS))
-            print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token; of %d × %.1f GFLOP/s)", 100 * r.mfu,
-                         r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.sgemmPeakGFLOPS))
+            print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, %d³, best of the run: OpenBLAS %.1f, Lockstep's %@ product %.1f)",
+                         r.sgemmPeakGFLOPS, r.peakSize, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2",
+                         r.productPeakGFLOPS))
+            let spread = r.windowMFU.isEmpty ? "" : String(format: "%.0f–%.0f%%", 100 * r.windowMFU.min()!, 100 * r.windowMFU.max()!)
+            print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token on %d core(s); median of %d windows, each against the peak measured beside it: %@)",
+                         100 * r.mfu, r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.windowMFU.count, spread))
+            print(String(format: "                    %.1f%%  against the run's best peak", 100 * r.mfuAgainstBestPeak))
             print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
             if let l = r.launchToFirstStepSeconds { print(String(format: "launch → first step %.2f s", l)) }
         }

@@ -111,4 +111,38 @@ final class MPIRunTests: MPITestCase {
         XCTAssertEqual(try weights("shm"), try weights("tcp"))
     }
 
+    func testBenchReportsEveryFigureFromRankZeroOnly() throws {
+        let cfg = try config(micro: 2, global: 4, name: "bench")
+        let r = try run(["-n", "2", "--no-build", "--", "bench", "--config", cfg, "--steps", "12", "--warmup", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { !$0.isEmpty }.count, 0, "ranks are silent: \(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        func value(_ prefix: String, _ field: Int) throws -> Double {
+            let line = try XCTUnwrap(lines.first { $0.hasPrefix(prefix) }, "no '\(prefix)' line in \(r.stdout)")
+            let words = line.split(separator: " ").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "%,")) }
+            return try XCTUnwrap(Double(words[field]), line)
+        }
+        XCTAssertEqual(lines.filter { $0.hasPrefix("bench:") }.count, 1, "rank 0 alone prints: \(r.stdout)")
+        XCTAssert(lines.contains { $0.hasPrefix("bench:") && $0.contains("2 rank(s)") && $0.contains("12 steps after 2") }, r.stdout)
+        XCTAssertGreaterThan(try value("tokens/s", 2), 0)
+        var phases = 0.0
+        for phase in ["forward", "backward", "rank wait", "all-reduce", "clip+optim", "other"] {
+            let ms = try value("  " + phase, phase == "rank wait" ? 2 : 1)
+            XCTAssertGreaterThanOrEqual(ms, 0, phase)
+            phases += ms
+        }
+        XCTAssertEqual(phases, try value("tokens/s", 4), accuracy: 0.05 * phases + 0.2, "the phases add up to the step")
+        let peak = try value("sgemm peak", 2)
+        XCTAssertGreaterThan(peak, 1)
+        let mfu = try XCTUnwrap(lines.first { $0.hasPrefix("MFU") }, r.stdout)
+        XCTAssert(mfu.contains("median of 6 windows"), mfu)   // 12 steps in windows of 2
+        XCTAssertGreaterThan(try value("MFU", 1), 0)
+        XCTAssertLessThan(try value("MFU", 1), 100)
+        let rss = try XCTUnwrap(lines.first { $0.hasPrefix("peak RSS per rank") }, r.stdout)
+        XCTAssertEqual(rss.components(separatedBy: " MB").count - 1, 2, "one figure per rank: \(rss)")
+        let launch = try value("launch → first step", 4)
+        XCTAssertGreaterThan(launch, 0)
+        XCTAssertLessThan(launch, r.seconds)
+    }
+
 }
