@@ -15,6 +15,7 @@
 #include "lanes.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 enum { TR = 6, TC = GEMM_PANEL }; /* tile rows, tile columns (two 8-lane vectors) */
@@ -168,10 +169,10 @@ static inline __attribute__((always_inline)) void cols_tile(const int full, cons
     }
 }
 
-void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
-                  int64_t ldw, float *colsum) {
+static void gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K,
+                      float *w, int64_t ldw, float *colsum, const gemm_norm *norm) {
     if (lk_isa_avx512()) {
-        lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw, colsum);
+        lk_gemm_cols_avx512(a, lda, b, ldb, N, O, K, w, ldw, colsum, norm);
         return;
     }
     float strip[GEMM_COLS_CHUNK * TC] __attribute__((aligned(32)));
@@ -185,7 +186,19 @@ void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int6
             for (int64_t n = 0; n < nn; n++) {
                 const float *src = b + (n0 + n) * ldb + k0;
                 float *dst = strip + n * TC;
-                if (width >= TC) {
+                if (norm) { /* xhat = (x − mean)·rstd, then xhat·gamma + beta: lk_layernorm_forward's steps */
+                    const float m = norm->mean[n0 + n], r = norm->rstd[n0 + n];
+                    if (width >= TC) {
+                        const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
+                        for (int h = 0; h < TC; h += 8)
+                            _mm256_store_ps(dst + h, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + h), vm), vr),
+                                                                     _mm256_loadu_ps(norm->gamma + k0 + h),
+                                                                     _mm256_loadu_ps(norm->beta + k0 + h)));
+                    } else {
+                        for (int64_t j = 0; j < TC; j++)
+                            dst[j] = j < width ? fmaf((src[j] - m) * r, norm->gamma[k0 + j], norm->beta[k0 + j]) : 0;
+                    }
+                } else if (width >= TC) {
                     _mm256_store_ps(dst, _mm256_loadu_ps(src));
                     _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
                 } else {
@@ -203,4 +216,16 @@ void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int6
             }
         }
     }
+}
+
+void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
+                  int64_t ldw, float *colsum) {
+    gemm_cols(a, lda, b, ldb, N, O, K, w, ldw, colsum, 0);
+}
+
+void lk_gemm_cols_normalized(const float *a, int64_t lda, const float *x, int64_t ldx, const float *mean,
+                             const float *rstd, const float *gamma, const float *beta, int64_t N, int64_t O, int64_t K,
+                             float *w, int64_t ldw, float *colsum) {
+    const gemm_norm norm = {mean, rstd, gamma, beta};
+    gemm_cols(a, lda, x, ldx, N, O, K, w, ldw, colsum, &norm);
 }

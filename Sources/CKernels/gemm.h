@@ -12,8 +12,13 @@ enum { GEMM_COLS_CHUNK = 128 };      /* rows of a and b per pass of lk_gemm_cols
 void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t K, const float *packed, int64_t O,
                          const float *bias, const float *init, int64_t ldi, const float *mul, int64_t ldm, float *y,
                          int64_t ldy);
+/* A LayerNorm applied to b's rows as a pass copies them (lk_gemm_cols_normalized); NULL: b as it is. */
+typedef struct {
+    const float *mean, *rstd, *gamma, *beta;
+} gemm_norm;
+
 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K,
-                         float *w, int64_t ldw, float *colsum);
+                         float *w, int64_t ldw, float *colsum, const gemm_norm *norm);
 
 /* Rows [from, to) of the rows × width block at p (rows ld floats apart) requested into the cache.
  * A pass of lk_gemm_cols spreads the requests for the next strip of b and the next pass's rows

@@ -104,7 +104,7 @@ INLINE AVX512 void cols_tile(const int H, const int full, const float *a, int64_
 }
 
 AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O,
-                                int64_t K, float *w, int64_t ldw, float *colsum) {
+                                int64_t K, float *w, int64_t ldw, float *colsum, const gemm_norm *norm) {
     /* per pass of GEMM_COLS_CHUNK rows: a strip of b (the pass × 64 columns) is copied together
      * (rows of b lie a power of two apart and would share a few L1 sets) and stays in L1 while
      * every six rows of w take it in turn */
@@ -117,10 +117,26 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
         int64_t tile = 0;
         for (int64_t k0 = 0; k0 < K; k0 += 16 * CH) {
             const int64_t H = (K - k0 + 15) / 16 < CH ? (K - k0 + 15) / 16 : CH;
-            for (int64_t n = 0; n < nn; n++)
-                for (int64_t h = 0; h < H; h++)
-                    _mm512_store_ps(strip + n * 16 * CH + 16 * h,
-                                    _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
+            if (norm) { /* xhat = (x − mean)·rstd, then xhat·gamma + beta: lk_layernorm_forward's steps */
+                __m512 g[CH], be[CH];
+                for (int64_t h = 0; h < H; h++) {
+                    g[h] = _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), norm->gamma + k0 + 16 * h);
+                    be[h] = _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), norm->beta + k0 + 16 * h);
+                }
+                for (int64_t n = 0; n < nn; n++) {
+                    const __m512 m = _mm512_set1_ps(norm->mean[n0 + n]), r = _mm512_set1_ps(norm->rstd[n0 + n]);
+                    for (int64_t h = 0; h < H; h++) {
+                        const __m512 v = _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h);
+                        _mm512_store_ps(strip + n * 16 * CH + 16 * h,
+                                        _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(v, m), r), g[h], be[h]));
+                    }
+                }
+            } else {
+                for (int64_t n = 0; n < nn; n++)
+                    for (int64_t h = 0; h < H; h++)
+                        _mm512_store_ps(strip + n * 16 * CH + 16 * h,
+                                        _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h));
+            }
             const gemm_cols_ahead ahead = gemm_cols_next(a, lda, b, ldb, N, n0, nn, K, k0, 16 * CH);
             for (int64_t o0 = 0, t = 0; o0 < O; o0 += CR, t++, tile++) {
                 gemm_cols_request(&ahead, lda, ldb, O, t, tiles, tile, all);

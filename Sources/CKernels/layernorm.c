@@ -34,7 +34,7 @@ void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, 
             __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
             _mm256_storeu_ps(o + c, _mm256_fmadd_ps(xhat, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
         }
-        for (int64_t c = C8; c < C; c++) o[c] = (xr[c] - m) * r * w[c] + b[c];
+        for (int64_t c = C8; c < C; c++) o[c] = fmaf((xr[c] - m) * r, w[c], b[c]); /* the vector lanes' steps */
         mean[n] = m;
         rstd[n] = r;
     }

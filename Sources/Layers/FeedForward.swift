@@ -69,9 +69,11 @@ public struct FeedForward: Sendable {
     }
 
     /// dx = ∂L/∂x (overwritten, or added when `accumulateInput`); parameter gradients accumulate.
+    /// With `normalizedBy`, x is the input of the LayerNorm whose output the block took
+    /// (`Linear.backward(normalizedBy:)`).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, rows N: Int, training: Bool, _ arena: ParameterArena,
-                         accumulateInput: Bool = false) {
+                         accumulateInput: Bool = false, normalizedBy norm: RowProduct.Normalization? = nil) {
         let H = hidden, C = dim
         var dp = dout
         if training && dropOut.isActive {
@@ -90,6 +92,6 @@ public struct FeedForward: Sendable {
         } else { // ∂L/∂h = ∂L/∂g ⊙ gelu'(h) as the product is stored
             cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false, multiplying: h)
         }
-        cFc.backward(g, x, dx, rows: N, arena, accumulateInput: accumulateInput)
+        cFc.backward(g, x, dx, rows: N, arena, accumulateInput: accumulateInput, normalizedBy: norm)
     }
 }

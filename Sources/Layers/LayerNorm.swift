@@ -27,6 +27,14 @@ public struct LayerNorm: Sendable {
         }
     }
 
+    /// The statistics saved by `forward` with this layer's weights: a following Linear layer's
+    /// weight gradient reads the LayerNorm's input through them (`Linear.backward(normalizedBy:)`)
+    /// instead of a recomputed output.
+    public func normalization(mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, _ arena: ParameterArena)
+        -> RowProduct.Normalization {
+        RowProduct.Normalization(mean: mean, rstd: rstd, gamma: arena.param(weight), beta: arena.param(bias))
+    }
+
     /// dx = base + ∂L/∂x: the residual stream's gradient joins in the same pass (base nil:
     /// dx = ∂L/∂x; base may be dx itself to accumulate). dw, db accumulate (on one thread: their
     /// sums over rows keep one order).

@@ -37,13 +37,15 @@ public struct Linear: Sendable {
     /// (or dx = dy·W when `accumulateInput` is false, which saves zeroing dx first).
     /// With `accumulateInput` false, dx may be the memory of x: x is read completely first.
     /// `multiplying` m scales the input gradient elementwise as it is stored: dx = (dy·W) ⊙ m
-    /// (an activation's derivative, applied without another pass over dx).
+    /// (an activation's derivative, applied without another pass over dx). With `normalizedBy`,
+    /// the layer's input was a LayerNorm's output and `x` is that LayerNorm's input: the weight
+    /// gradient normalizes x's rows as it reads them.
     public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true,
-                         multiplying m: UnsafePointer<Float>? = nil) {
+                         multiplying m: UnsafePointer<Float>? = nil, normalizedBy norm: RowProduct.Normalization? = nil) {
         let I = inFeatures, O = outFeatures
         RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight),
-                                             columnSums: bias.map { arena.grad($0) })
+                                             columnSums: bias.map { arena.grad($0) }, normalizing: norm)
         if let dx {
             RowProduct.times(dy, rows: N, k: O, UnsafePointer(arena.param(weight)), outputs: I,
                              accumulate: accumulateInput, multiplying: m, into: dx)

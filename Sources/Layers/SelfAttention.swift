@@ -82,9 +82,12 @@ public struct SelfAttention: Sendable {
         cProj.forward(acts.y.pointer, out, rows: B * T, arena, residual: residual)
     }
 
-    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out; parameter gradients accumulate.
+    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out; parameter gradients accumulate. With
+    /// `normalizedBy`, x is the input of the LayerNorm whose output the layer took
+    /// (`Linear.backward(normalizedBy:)`).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                         _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena) {
+                         _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
+                         normalizedBy norm: RowProduct.Normalization? = nil) {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
         let scale = 1 / Float(hs).squareRoot()
         cProj.backward(dout, acts.y.pointer, scratch.dy.pointer, rows: B * T, arena, accumulateInput: false)
@@ -98,6 +101,6 @@ public struct SelfAttention: Sendable {
                                   dy + row, Int64(C), dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs),
                                   isCausal, scale, work)
         }
-        cAttn.backward(scratch.dqkv.pointer, x, dx, rows: B * T, arena, accumulateInput: false)
+        cAttn.backward(scratch.dqkv.pointer, x, dx, rows: B * T, arena, accumulateInput: false, normalizedBy: norm)
     }
 }

@@ -22,7 +22,7 @@ public struct TransformerBlock: Sendable {
     }
 
     /// What forward saves for backward, for one (B, T). The LayerNorm outputs are not kept:
-    /// backward recomputes them from the block's inputs (a cheap pass) into shared scratch.
+    /// backward's weight gradients normalize the LayerNorms' inputs as they read them.
     public final class Activations {
         let ln1Mean, ln1Rstd: FloatBuffer
         let attnMask: FloatBuffer
@@ -87,10 +87,9 @@ public struct TransformerBlock: Sendable {
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, training: Bool,
                          _ arena: ParameterArena) {
         let N = B * T, C = dim
-        let lnOut = scratch.lnOut.pointer
         // MLP branch: out = x1 + mlp(ln2(x1))
-        ln2.forward(acts.x1.pointer, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
-        mlp.backward(dout, lnOut, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena)
+        mlp.backward(dout, acts.x1.pointer, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena,
+                     normalizedBy: ln2.normalization(mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, arena))
         ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
                      scratch.dx1.pointer, base: dout, rows: N, arena)   // dx1 = dout + through ln2
         // Attention branch: x1 = x + drop(attn(ln1(x)))
@@ -99,8 +98,8 @@ public struct TransformerBlock: Sendable {
             for i in 0 ..< N * C { scratch.dAttnOut[i] = scratch.dx1[i] * acts.attnMask[i] }
             dAttn = UnsafePointer(scratch.dAttnOut.pointer)
         }
-        ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        attn.backward(dAttn, lnOut, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena)
+        attn.backward(dAttn, x, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena,
+                      normalizedBy: ln1.normalization(mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, arena))
         ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx,
                      base: scratch.dx1.pointer, rows: N, arena)                   // dx = dx1 + through ln1
     }

@@ -26,15 +26,39 @@ public enum RowProduct {
     /// layer's weight gradient dyᵀ·x; with `columnSums`, also columnSums[o] += Σ_n a[n, o] (its
     /// bias gradient, taken as the rows pass through the cache). Each element adds the sequential
     /// sum over the N rows.
+    /// With `normalizing`, b is the input of a LayerNorm and the product takes its output: each
+    /// row of b normalized with the statistics the LayerNorm's forward saved, as the row is read
+    /// (to the bit what the forward produced; backward needs no pass to recompute it).
     public static func accumulateTransposedTimes(_ a: UnsafePointer<Float>, lda: Int? = nil, _ b: UnsafePointer<Float>,
                                                  ldb: Int? = nil, rows N: Int, outputs O: Int, k K: Int,
                                                  into w: UnsafeMutablePointer<Float>,
-                                                 columnSums: UnsafeMutablePointer<Float>? = nil) {
+                                                 columnSums: UnsafeMutablePointer<Float>? = nil,
+                                                 normalizing norm: Normalization? = nil) {
         guard N > 0, O > 0, K > 0 else { return }
         let lda = lda ?? O, ldb = ldb ?? K
         Parallel.forEachPart(O, grain: 6) { r, _ in
-            lk_gemm_cols(a + r.lowerBound, Int64(lda), b, Int64(ldb), Int64(N), Int64(r.count), Int64(K),
-                         w + r.lowerBound * K, Int64(K), columnSums.map { $0 + r.lowerBound })
+            let sums = columnSums.map { $0 + r.lowerBound }
+            if let norm {
+                lk_gemm_cols_normalized(a + r.lowerBound, Int64(lda), b, Int64(ldb), norm.mean, norm.rstd, norm.gamma,
+                                        norm.beta, Int64(N), Int64(r.count), Int64(K), w + r.lowerBound * K, Int64(K), sums)
+            } else {
+                lk_gemm_cols(a + r.lowerBound, Int64(lda), b, Int64(ldb), Int64(N), Int64(r.count), Int64(K),
+                             w + r.lowerBound * K, Int64(K), sums)
+            }
+        }
+    }
+
+    /// A LayerNorm's saved row statistics (mean, 1/std per row) and its weight and bias: the
+    /// normalization `accumulateTransposedTimes` applies to the rows it reads.
+    public struct Normalization {
+        public let mean, rstd, gamma, beta: UnsafePointer<Float>
+
+        public init(mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+                    beta: UnsafePointer<Float>) {
+            self.mean = mean
+            self.rstd = rstd
+            self.gamma = gamma
+            self.beta = beta
         }
     }
 

@@ -402,6 +402,46 @@ final class RowProductTests: XCTestCase {
         }
     }
 
+    /// The weight gradient that normalizes its input's rows as it reads them equals, to the bit,
+    /// the plain one on the LayerNorm kernel's output (what backward recomputed before), on both
+    /// paths and thread counts; widths that end in partial strips and a LayerNorm scalar tail.
+    func testNormalizingWeightGradientEqualsTheProductOfTheLayerNormOutput() {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        for avx512 in Self.paths {
+            RowProduct.useAVX512(avx512)
+            for threads in [1, 2] {
+                Parallel.setThreads(threads)
+                for (N, O, K) in [(3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 128)] {
+                    let label = "N \(N) O \(O) K \(K) threads \(threads) avx512 \(avx512)"
+                    let a = randomValues(N * O, seed: UInt64(N * O)), x = randomValues(N * K, seed: UInt64(K), std: 3)
+                    let gamma = randomValues(K, seed: 31), beta = randomValues(K, seed: 32)
+                    var normalized = [Float](repeating: 0, count: N * K), mean = [Float](repeating: 0, count: N), rstd = mean
+                    lk_layernorm_forward(x, &normalized, &mean, &rstd, gamma, beta, Int64(N), Int64(K), 1e-5)
+                    let w0 = randomValues(O * K, seed: 33), s0 = randomValues(O, seed: 34)
+                    var plain = w0, plainSums = s0, fused = w0, fusedSums = s0
+                    RowProduct.accumulateTransposedTimes(a, normalized, rows: N, outputs: O, k: K, into: &plain,
+                                                         columnSums: &plainSums)
+                    mean.withUnsafeBufferPointer { m in
+                        rstd.withUnsafeBufferPointer { r in
+                            gamma.withUnsafeBufferPointer { g in
+                                beta.withUnsafeBufferPointer { b in
+                                    let norm = RowProduct.Normalization(mean: m.baseAddress!, rstd: r.baseAddress!,
+                                                                        gamma: g.baseAddress!, beta: b.baseAddress!)
+                                    RowProduct.accumulateTransposedTimes(a, x, rows: N, outputs: O, k: K, into: &fused,
+                                                                         columnSums: &fusedSums, normalizing: norm)
+                                }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), label)
+                    XCTAssertEqual(fusedSums, plainSums, "\(label): column sums")
+                    XCTAssertNotEqual(fused, w0, "\(label): the product added something")
+                }
+            }
+        }
+    }
+
     /// A weight packed once (both ways round in one buffer) against the definition, with strided
     /// rows of x and y as a recurrent layer's time steps have them.
     func testPackedWeightProducts() {

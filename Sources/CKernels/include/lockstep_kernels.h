@@ -53,6 +53,13 @@ void lk_gemm_rows(const float *x, int64_t ldx, int64_t N, int64_t K, const float
  */
 void lk_gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O, int64_t K, float *w,
                   int64_t ldw, float *colsum);
+/* The same with b the LayerNorm of x's rows (x N × K, row stride ldx, with the statistics the
+ * forward saved): b[n][k] = ((x[n][k] − mean[n])·rstd[n])·gamma[k] + beta[k], formed with
+ * lk_layernorm_forward's operations as the rows are read (the same bits as its output), so that
+ * backward needs no second pass to recompute it. */
+void lk_gemm_cols_normalized(const float *a, int64_t lda, const float *x, int64_t ldx, const float *mean,
+                             const float *rstd, const float *gamma, const float *beta, int64_t N, int64_t O, int64_t K,
+                             float *w, int64_t ldw, float *colsum);
 
 /*
  * One head of scaled dot-product attention (attention.c). q, k, v are T × hs views with row
