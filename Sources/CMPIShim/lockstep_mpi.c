@@ -5,11 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LSM_MAX_REQUESTS 256
 #define LSM_CHUNK ((int64_t)1 << 30)
-
-static MPI_Request requests[LSM_MAX_REQUESTS];
-static int request_used[LSM_MAX_REQUESTS];
 
 int lsm_init(void) {
     int flag = 0;
@@ -18,7 +14,6 @@ int lsm_init(void) {
     int rc = MPI_Init(NULL, NULL);
     if (rc != MPI_SUCCESS) return rc;
     rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    for (int i = 0; i < LSM_MAX_REQUESTS; i++) requests[i] = MPI_REQUEST_NULL;
     return rc;
 }
 
@@ -59,26 +54,6 @@ int lsm_allreduce_sum_double(double *buffer, int64_t count) {
 }
 int lsm_allreduce_sum_int64(int64_t *buffer, int64_t count) {
     return allreduce_chunked(buffer, count, MPI_INT64_T, sizeof(int64_t));
-}
-
-int lsm_iallreduce_sum_float_start(float *buffer, int64_t count, int64_t *request) {
-    if (count < 0 || count > INT_MAX) return MPI_ERR_COUNT;
-    for (int i = 0; i < LSM_MAX_REQUESTS; i++) {
-        if (request_used[i]) continue;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, buffer, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &requests[i]);
-        if (rc != MPI_SUCCESS) return rc;
-        request_used[i] = 1;
-        *request = i;
-        return LSM_OK;
-    }
-    return MPI_ERR_REQUEST;
-}
-
-int lsm_wait(int64_t request) {
-    if (request < 0 || request >= LSM_MAX_REQUESTS || !request_used[request]) return MPI_ERR_REQUEST;
-    int rc = MPI_Wait(&requests[request], MPI_STATUS_IGNORE);
-    request_used[request] = 0;
-    return rc;
 }
 
 int lsm_broadcast_bytes(void *buffer, int64_t count, int root) {

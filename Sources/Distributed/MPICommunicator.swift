@@ -43,16 +43,6 @@ public final class MPICommunicator: Communicator {
         check(lsm_allreduce_sum_int64(buffer, Int64(count)), "MPI_Allreduce(int64, \(count))")
     }
 
-    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction {
-        var request: Int64 = 0
-        check(lsm_iallreduce_sum_float_start(buffer, Int64(count), &request), "MPI_Iallreduce(float, \(count))")
-        return PendingReduction(id: request)
-    }
-
-    public func wait(_ pending: PendingReduction) {
-        check(lsm_wait(pending.id), "MPI_Wait")
-    }
-
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {
         check(lsm_broadcast_bytes(bytes, Int64(count), Int32(root)), "MPI_Bcast(\(count) bytes)")
     }

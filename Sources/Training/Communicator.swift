@@ -7,20 +7,11 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int)
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int)
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int)
-    /// Starts an in-place sum that completes at `wait` (so it can overlap other work).
-    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction
-    func wait(_ pending: PendingReduction)
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int)
     func barrier()
     /// Stops the whole job with a message.
     func abort(_ message: String) -> Never
-}
-
-/// A non-blocking reduction in flight.
-public struct PendingReduction: Sendable {
-    public let id: Int64
-    public init(id: Int64) { self.id = id }
 }
 
 /// The communicator of a one-process run: every collective is the identity.
@@ -31,8 +22,6 @@ public final class SingleProcessCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) {}
-    public func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction { PendingReduction(id: 0) }
-    public func wait(_ pending: PendingReduction) {}
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
     public func barrier() {}
     public func abort(_ message: String) -> Never {

@@ -75,7 +75,6 @@ public final class Trainer {
     var separateRankWait = false
 
     /// Reductions in flight (capacity reserved once: no allocation in the step).
-    private var pending: [PendingReduction] = []
 
     /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
     /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
@@ -108,7 +107,6 @@ public final class Trainer {
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
         reduceScratch = .allocate(capacity: 4); reduceScratch.initialize(repeating: 0, count: 4)
         stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
-        pending.reserveCapacity(64)
     }
 
     deinit { inputs.deallocate(); targets.deallocate(); reduceScratch.deallocate(); stopFlags.deallocate() }
@@ -161,8 +159,10 @@ public final class Trainer {
     }
 
     /// Sums gradients over ranks in buckets of `training.allreduce_bucket_mb` (large single
-    /// all-reduces fall off a cliff in MPI). The buckets are started without waiting, so MPI
-    /// pipelines them, and completed together (at most `inFlight` at once).
+    /// all-reduces fall off a cliff in MPI), one blocking call after another. With one core per
+    /// rank there is nothing for non-blocking calls to overlap (MPI progresses only inside its
+    /// calls), and four non-blocking 1 MiB reductions of the default model measured 1.4–1.6 ms
+    /// against 0.7–0.9 ms for the same four blocking ones.
     func allReduceGradients() {
         guard comm.size > 1 else { return }
         let arena = model.arena
@@ -170,12 +170,9 @@ public final class Trainer {
         var start = 0
         while start < arena.count {
             let n = min(bucket, arena.count - start)
-            if pending.count == pending.capacity { pending.forEach(comm.wait); pending.removeAll(keepingCapacity: true) }
-            pending.append(comm.startAllReduceSum(arena.gradients.pointer + start, count: n))
+            comm.allReduceSum(arena.gradients.pointer + start, count: n)
             start += n
         }
-        pending.forEach(comm.wait)
-        pending.removeAll(keepingCapacity: true)
     }
 
     /// Validation loss over the fixed windows, split across ranks by micro-batch and reduced.

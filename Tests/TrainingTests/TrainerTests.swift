@@ -89,8 +89,6 @@ final class FakeRanks: Communicator {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {}
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) {}
-    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction { PendingReduction(id: 0) }
-    func wait(_ pending: PendingReduction) {}
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
     func barrier() {}
     func abort(_ message: String) -> Never { fatalError(message) }

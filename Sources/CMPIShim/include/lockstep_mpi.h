@@ -23,11 +23,6 @@ int lsm_allreduce_sum_float(float *buffer, int64_t count);
 int lsm_allreduce_sum_double(double *buffer, int64_t count);
 int lsm_allreduce_sum_int64(int64_t *buffer, int64_t count);
 
-/* Non-blocking in-place float sum: *request receives a handle for lsm_wait. count < 2^31. */
-int lsm_iallreduce_sum_float_start(float *buffer, int64_t count, int64_t *request);
-/* Completes a request started above. */
-int lsm_wait(int64_t request);
-
 /* Copies count bytes from root's buffer into every rank's. */
 int lsm_broadcast_bytes(void *buffer, int64_t count, int root);
 int lsm_barrier(void);
