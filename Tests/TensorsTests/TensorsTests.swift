@@ -355,49 +355,50 @@ final class RowProductTests: XCTestCase {
         super.tearDown()
     }
 
-    func testProductsMatchTheDefinition() {
+    /// `body(label)` on every instruction-set path this CPU has, on one thread and on two.
+    func onEveryPathAndThreadCount(_ body: (String) -> Void) {
         let saved = Parallel.threads
         defer { Parallel.setThreads(saved) }
         for avx512 in Self.paths {
             XCTAssertEqual(RowProduct.useAVX512(avx512), avx512)
             for threads in [1, 2] {
                 Parallel.setThreads(threads)
-                // the last shape takes the AVX-512 path's weight in more than one pass of panels
-                for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48), (9, 7, 97), (5, 1030, 100)] {
-                    check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) threads \(threads) avx512 \(avx512)")
-                }
+                body("threads \(threads) avx512 \(avx512)")
+            }
+        }
+    }
+
+    func testProductsMatchTheDefinition() {
+        onEveryPathAndThreadCount { setting in
+            // the last shape takes the AVX-512 path's weight in more than one pass of panels
+            for (N, K, O) in [(1, 1, 1), (7, 5, 17), (13, 128, 40), (101, 33, 16), (200, 64, 48), (9, 7, 97), (5, 1030, 100)] {
+                check(N: N, K: K, O: O, label: "N \(N) K \(K) O \(O) \(setting)")
             }
         }
     }
 
     func testWeightGradientMatchesTheDefinition() {
-        let saved = Parallel.threads
-        defer { Parallel.setThreads(saved) }
-        for avx512 in Self.paths {
-            RowProduct.useAVX512(avx512)
-            for threads in [1, 2] {
-                Parallel.setThreads(threads)
-                // rows past one pass of the kernel (128), partial tiles of w in both directions
-                for (N, O, K) in [(1, 1, 1), (3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 64)] {
-                    let label = "N \(N) O \(O) K \(K) threads \(threads) avx512 \(avx512)"
-                    // a and b inside wider rows: the strides are honoured
-                    let lda = O + 2, ldb = K + 1
-                    let a = randomValues(N * lda, seed: UInt64(N + O)), b = randomValues(N * ldb, seed: UInt64(K))
-                    let w0 = randomValues(O * K, seed: 9), s0 = randomValues(O, seed: 10)
-                    var w = w0, sums = s0
-                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &w,
-                                                         columnSums: &sums)
-                    let expected = (0 ..< O * K).map { i in
-                        Float((0 ..< N).reduce(Double(w0[i])) { $0 + Double(a[$1 * lda + i / K]) * Double(b[$1 * ldb + i % K]) })
-                    }
-                    assertClose(w, expected, relative: 1e-5, label)
-                    // the column sums: the sequential float sum over the rows, exactly
-                    let sequential = (0 ..< O).map { o in (0 ..< N).reduce(s0[o]) { $0 + a[$1 * lda + o] } }
-                    XCTAssertEqual(sums, sequential, "\(label): column sums")
-                    var alone = w0
-                    RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &alone)
-                    XCTAssertEqual(alone, w, "\(label): the same product without the sums")
+        onEveryPathAndThreadCount { setting in
+            // rows past one pass of the kernel (128), partial tiles of w in both directions
+            for (N, O, K) in [(1, 1, 1), (3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 64)] {
+                let label = "N \(N) O \(O) K \(K) \(setting)"
+                // a and b inside wider rows: the strides are honoured
+                let lda = O + 2, ldb = K + 1
+                let a = randomValues(N * lda, seed: UInt64(N + O)), b = randomValues(N * ldb, seed: UInt64(K))
+                let w0 = randomValues(O * K, seed: 9), s0 = randomValues(O, seed: 10)
+                var w = w0, sums = s0
+                RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &w,
+                                                     columnSums: &sums)
+                let expected = (0 ..< O * K).map { i in
+                    Float((0 ..< N).reduce(Double(w0[i])) { $0 + Double(a[$1 * lda + i / K]) * Double(b[$1 * ldb + i % K]) })
                 }
+                assertClose(w, expected, relative: 1e-5, label)
+                // the column sums: the sequential float sum over the rows, exactly
+                let sequential = (0 ..< O).map { o in (0 ..< N).reduce(s0[o]) { $0 + a[$1 * lda + o] } }
+                XCTAssertEqual(sums, sequential, "\(label): column sums")
+                var alone = w0
+                RowProduct.accumulateTransposedTimes(a, lda: lda, b, ldb: ldb, rows: N, outputs: O, k: K, into: &alone)
+                XCTAssertEqual(alone, w, "\(label): the same product without the sums")
             }
         }
     }
@@ -406,38 +407,32 @@ final class RowProductTests: XCTestCase {
     /// the plain one on the LayerNorm kernel's output (what backward recomputed before), on both
     /// paths and thread counts; widths that end in partial strips and a LayerNorm scalar tail.
     func testNormalizingWeightGradientEqualsTheProductOfTheLayerNormOutput() {
-        let saved = Parallel.threads
-        defer { Parallel.setThreads(saved) }
-        for avx512 in Self.paths {
-            RowProduct.useAVX512(avx512)
-            for threads in [1, 2] {
-                Parallel.setThreads(threads)
-                for (N, O, K) in [(3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 128)] {
-                    let label = "N \(N) O \(O) K \(K) threads \(threads) avx512 \(avx512)"
-                    let a = randomValues(N * O, seed: UInt64(N * O)), x = randomValues(N * K, seed: UInt64(K), std: 3)
-                    let gamma = randomValues(K, seed: 31), beta = randomValues(K, seed: 32)
-                    var normalized = [Float](repeating: 0, count: N * K), mean = [Float](repeating: 0, count: N), rstd = mean
-                    lk_layernorm_forward(x, &normalized, &mean, &rstd, gamma, beta, Int64(N), Int64(K), 1e-5)
-                    let w0 = randomValues(O * K, seed: 33), s0 = randomValues(O, seed: 34)
-                    var plain = w0, plainSums = s0, fused = w0, fusedSums = s0
-                    RowProduct.accumulateTransposedTimes(a, normalized, rows: N, outputs: O, k: K, into: &plain,
-                                                         columnSums: &plainSums)
-                    mean.withUnsafeBufferPointer { m in
-                        rstd.withUnsafeBufferPointer { r in
-                            gamma.withUnsafeBufferPointer { g in
-                                beta.withUnsafeBufferPointer { b in
-                                    let norm = RowProduct.Normalization(mean: m.baseAddress!, rstd: r.baseAddress!,
-                                                                        gamma: g.baseAddress!, beta: b.baseAddress!)
-                                    RowProduct.accumulateTransposedTimes(a, x, rows: N, outputs: O, k: K, into: &fused,
-                                                                         columnSums: &fusedSums, normalizing: norm)
-                                }
+        onEveryPathAndThreadCount { setting in
+            for (N, O, K) in [(3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 128)] {
+                let label = "N \(N) O \(O) K \(K) \(setting)"
+                let a = randomValues(N * O, seed: UInt64(N * O)), x = randomValues(N * K, seed: UInt64(K), std: 3)
+                let gamma = randomValues(K, seed: 31), beta = randomValues(K, seed: 32)
+                var normalized = [Float](repeating: 0, count: N * K), mean = [Float](repeating: 0, count: N), rstd = mean
+                lk_layernorm_forward(x, &normalized, &mean, &rstd, gamma, beta, Int64(N), Int64(K), 1e-5)
+                let w0 = randomValues(O * K, seed: 33), s0 = randomValues(O, seed: 34)
+                var plain = w0, plainSums = s0, fused = w0, fusedSums = s0
+                RowProduct.accumulateTransposedTimes(a, normalized, rows: N, outputs: O, k: K, into: &plain,
+                                                     columnSums: &plainSums)
+                mean.withUnsafeBufferPointer { m in
+                    rstd.withUnsafeBufferPointer { r in
+                        gamma.withUnsafeBufferPointer { g in
+                            beta.withUnsafeBufferPointer { b in
+                                let norm = RowProduct.Normalization(mean: m.baseAddress!, rstd: r.baseAddress!,
+                                                                    gamma: g.baseAddress!, beta: b.baseAddress!)
+                                RowProduct.accumulateTransposedTimes(a, x, rows: N, outputs: O, k: K, into: &fused,
+                                                                     columnSums: &fusedSums, normalizing: norm)
                             }
                         }
                     }
-                    XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), label)
-                    XCTAssertEqual(fusedSums, plainSums, "\(label): column sums")
-                    XCTAssertNotEqual(fused, w0, "\(label): the product added something")
                 }
+                XCTAssertEqual(fused.map(\.bitPattern), plain.map(\.bitPattern), label)
+                XCTAssertEqual(fusedSums, plainSums, "\(label): column sums")
+                XCTAssertNotEqual(fused, w0, "\(label): the product added something")
             }
         }
     }
