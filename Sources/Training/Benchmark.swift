@@ -26,8 +26,8 @@ public struct BenchmarkReport: Sendable {
     public var mfu: Double
     /// The same, per window, in order.
     public var windowMFU: [Double]
-    /// The median throughput against the best peak of the whole run (≤ `mfu` when the machine
-    /// drifted; equal on a steady one).
+    /// The median throughput against the best peak of the whole run (below `mfu` when the
+    /// machine drifted, close to it on a steady one).
     public var mfuAgainstBestPeak: Double
     public var peakRSSMegabytes: [Double]
     public var launchToFirstStepSeconds: Double?

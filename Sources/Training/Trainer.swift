@@ -74,8 +74,6 @@ public final class Trainer {
     /// waiting for the slowest rank is not counted as communication. Training never does.
     var separateRankWait = false
 
-    /// Reductions in flight (capacity reserved once: no allocation in the step).
-
     /// Builds model, optimizer and sampler. `initFrom` loads weights (on rank 0) instead of the
     /// initialisation. Makes no collective call: a multi-rank job then calls `synchronizeReplicas`.
     public init(config: Config, data: Dataset, comm: Communicator = SingleProcessCommunicator(),
