@@ -137,7 +137,7 @@ extension Trainer {
             stats.append(s)
             let timed = i - warmup + 1
             if timed == steps || (timed % perWindow == 0 && steps - timed >= perWindow / 2) {
-                peaks.append(openBLASLeads ? measureSGEMMPeak(n: n, seconds: 0.06) : measureRowProductPeak(n: n, seconds: 0.06))
+                peaks.append(openBLASLeads ? measureSGEMMPeak(n: n, seconds: 0.12) : measureRowProductPeak(n: n, seconds: 0.12))
                 windowEnds.append(timed)
             }
         }
