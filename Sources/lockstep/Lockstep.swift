@@ -241,8 +241,9 @@ struct Bench: ParsableCommand {
                          r.sgemmPeakGFLOPS, r.peakSize, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2",
                          r.productPeakGFLOPS))
             let spread = r.windowMFU.isEmpty ? "" : String(format: "%.0f–%.0f%%", 100 * r.windowMFU.min()!, 100 * r.windowMFU.max()!)
-            print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token on %d core(s); median of %d windows, each against the peak measured beside it: %@)",
-                         100 * r.mfu, r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, r.windowMFU.count, spread))
+            let windows = r.windowMFU.count == 1 ? "1 window" : "\(r.windowMFU.count) windows"
+            print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token on %d core(s); median of %@, each against the peak measured beside it: %@)",
+                         100 * r.mfu, r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, windows, spread))
             print(String(format: "                    %.1f%%  against the run's best peak", 100 * r.mfuAgainstBestPeak))
             print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
             if let l = r.launchToFirstStepSeconds { print(String(format: "launch → first step %.2f s", l)) }
