@@ -13,9 +13,9 @@
 #include "lockstep_kernels.h"
 #include "gemm.h"
 #include "lanes.h"
+#include "layernorm.h"
 
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
 enum { TR = 6, TC = GEMM_PANEL }; /* tile rows, tile columns (two 8-lane vectors) */
@@ -186,17 +186,16 @@ static void gemm_cols(const float *a, int64_t lda, const float *b, int64_t ldb, 
             for (int64_t n = 0; n < nn; n++) {
                 const float *src = b + (n0 + n) * ldb + k0;
                 float *dst = strip + n * TC;
-                if (norm) { /* xhat = (x − mean)·rstd, then xhat·gamma + beta: lk_layernorm_forward's steps */
+                if (norm) { /* the LayerNorm's output, formed as lk_layernorm_forward forms it */
                     const float m = norm->mean[n0 + n], r = norm->rstd[n0 + n];
                     if (width >= TC) {
                         const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);
                         for (int h = 0; h < TC; h += 8)
-                            _mm256_store_ps(dst + h, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + h), vm), vr),
-                                                                     _mm256_loadu_ps(norm->gamma + k0 + h),
-                                                                     _mm256_loadu_ps(norm->beta + k0 + h)));
+                            _mm256_store_ps(dst + h, layernorm8(_mm256_loadu_ps(src + h), vm, vr, _mm256_loadu_ps(norm->gamma + k0 + h),
+                                                                _mm256_loadu_ps(norm->beta + k0 + h)));
                     } else {
                         for (int64_t j = 0; j < TC; j++)
-                            dst[j] = j < width ? fmaf((src[j] - m) * r, norm->gamma[k0 + j], norm->beta[k0 + j]) : 0;
+                            dst[j] = j < width ? layernorm1(src[j], m, r, norm->gamma[k0 + j], norm->beta[k0 + j]) : 0;
                     }
                 } else if (width >= TC) {
                     _mm256_store_ps(dst, _mm256_loadu_ps(src));

@@ -6,6 +6,7 @@
  */
 #include "gemm.h"
 #include "lanes.h"
+#include "layernorm.h"
 
 #include <immintrin.h>
 
@@ -117,7 +118,7 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
         int64_t tile = 0;
         for (int64_t k0 = 0; k0 < K; k0 += 16 * CH) {
             const int64_t H = (K - k0 + 15) / 16 < CH ? (K - k0 + 15) / 16 : CH;
-            if (norm) { /* xhat = (x − mean)·rstd, then xhat·gamma + beta: lk_layernorm_forward's steps */
+            if (norm) { /* the LayerNorm's output, formed as lk_layernorm_forward forms it */
                 __m512 g[CH], be[CH];
                 for (int64_t h = 0; h < H; h++) {
                     g[h] = _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), norm->gamma + k0 + 16 * h);
@@ -127,8 +128,7 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
                     const __m512 m = _mm512_set1_ps(norm->mean[n0 + n]), r = _mm512_set1_ps(norm->rstd[n0 + n]);
                     for (int64_t h = 0; h < H; h++) {
                         const __m512 v = _mm512_maskz_loadu_ps(first_lanes16(K - k0 - 16 * h), b + (n0 + n) * ldb + k0 + 16 * h);
-                        _mm512_store_ps(strip + n * 16 * CH + 16 * h,
-                                        _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(v, m), r), g[h], be[h]));
+                        _mm512_store_ps(strip + n * 16 * CH + 16 * h, layernorm16(v, m, r, g[h], be[h]));
                     }
                 }
             } else {

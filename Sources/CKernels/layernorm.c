@@ -4,6 +4,7 @@
  */
 #include "lockstep_kernels.h"
 #include "lanes.h"
+#include "layernorm.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -30,11 +31,9 @@ void lk_layernorm_forward(const float *x, float *out, float *mean, float *rstd, 
         for (int64_t c = C8; c < C; c++) { float d = xr[c] - m; v += d * d; }
         const float r = 1.0f / sqrtf(v * invC + eps);
         const __m256 vr = _mm256_set1_ps(r);
-        for (int64_t c = 0; c < C8; c += 8) {
-            __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
-            _mm256_storeu_ps(o + c, _mm256_fmadd_ps(xhat, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
-        }
-        for (int64_t c = C8; c < C; c++) o[c] = fmaf((xr[c] - m) * r, w[c], b[c]); /* the vector lanes' steps */
+        for (int64_t c = 0; c < C8; c += 8)
+            _mm256_storeu_ps(o + c, layernorm8(_mm256_loadu_ps(xr + c), vm, vr, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
+        for (int64_t c = C8; c < C; c++) o[c] = layernorm1(xr[c], m, r, w[c], b[c]);
         mean[n] = m;
         rstd[n] = r;
     }
