@@ -150,7 +150,8 @@ extension Trainer {
             for i in maxima.indices { maxima[i] = max(maxima[i], mine[i]) }
         }
         durations = maxima
-        if !openBLASLeads { productPeak = max(productPeak, peaks.max() ?? 0) }
+        // the bursts measured the leading kernel: they count towards its best
+        if openBLASLeads { openBLASPeak = max(openBLASPeak, peaks.max() ?? 0) } else { productPeak = max(productPeak, peaks.max() ?? 0) }
         let bestPeak = max(openBLASPeak, productPeak)
         var rss = [Double](repeating: 0, count: comm.size)
         rss[comm.rank] = peakRSSMegabytes()
