@@ -1,5 +1,8 @@
 import CKernels
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Linear layer's three products in the C kernels (`gemm.c`, with AVX-512 paths where the CPU
 /// has them that give the same bits): forward `x·Wᵀ + b` and input gradient `dy·W` stream the
@@ -36,6 +39,8 @@ public enum RowProduct {
                                                  normalizing norm: Normalization? = nil) {
         guard N > 0, O > 0, K > 0 else { return }
         let lda = lda ?? O, ldb = ldb ?? K
+        let t0 = ProductClock.start()
+        defer { ProductClock.stop(t0, flops: 2 * N * O * K, weightGradient: true) }
         Parallel.forEachPart(O, grain: 6) { r, _ in
             let sums = columnSums.map { $0 + r.lowerBound }
             if let norm {
@@ -88,6 +93,8 @@ public enum RowProduct {
                             initial: UnsafePointer<Float>?, ldi: Int, multiplying m: UnsafePointer<Float>?,
                             into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, O > 0 else { return }
+        let t0 = ProductClock.start()
+        defer { ProductClock.stop(t0, flops: 2 * N * K * O, weightGradient: false) }
         let packed = PackBuffers.take(count: Int(lk_gemm_pack_size(Int64(K), Int64(O))))
         defer { PackBuffers.give(packed) }
         lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), packed.pointer)
@@ -133,8 +140,56 @@ public enum RowProduct {
     public static func times(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, _ w: PackedWeight, accumulate: Bool,
                              into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, w.outputs > 0 else { return }
+        let t0 = ProductClock.start()
+        defer { ProductClock.stop(t0, flops: 2 * N * w.k * w.outputs, weightGradient: false) }
         rows(x, ldx: ldx, rows: N, k: w.k, UnsafePointer(w.buffer.pointer), outputs: w.outputs, bias: nil,
              initial: accumulate ? UnsafePointer(y) : nil, ldi: ldy, multiplying: nil, into: y, ldy: ldy)
+    }
+}
+
+/// Time spent in `RowProduct`'s products and their FLOPs, summed while `running` (the
+/// benchmark's timed steps, on the calling thread): how fast the Linear layers' products run
+/// inside the model, against the peak they reach on square matrices alone. Off, a product pays
+/// one atomic load.
+public enum ProductClock {
+    public struct Totals: Sendable, Equatable {
+        /// x·Wᵀ and dy·W (packing included), and the weight gradients dyᵀ·x.
+        public var rowSeconds = 0.0, rowFLOPs = 0.0, weightGradientSeconds = 0.0, weightGradientFLOPs = 0.0
+
+        public init() {}
+    }
+
+    private static let on = Atomic<Bool>(false)
+    private static let totals = Mutex(Totals())
+
+    public static var running: Bool {
+        get { on.load(ordering: .relaxed) }
+        set { on.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The sums so far, which start again from zero.
+    public static func take() -> Totals { totals.withLock { t in defer { t = Totals() }; return t } }
+
+    static func start() -> Double? { running ? monotonic() : nil }
+
+    static func stop(_ start: Double?, flops: Int, weightGradient: Bool) {
+        guard let start else { return }
+        let seconds = monotonic() - start
+        totals.withLock { t in
+            if weightGradient {
+                t.weightGradientSeconds += seconds
+                t.weightGradientFLOPs += Double(flops)
+            } else {
+                t.rowSeconds += seconds
+                t.rowFLOPs += Double(flops)
+            }
+        }
+    }
+
+    private static func monotonic() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 }
 

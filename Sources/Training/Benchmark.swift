@@ -31,6 +31,10 @@ public struct BenchmarkReport: Sendable {
     public var mfuAgainstBestPeak: Double
     public var peakRSSMegabytes: [Double]
     public var launchToFirstStepSeconds: Double?
+    /// Rank 0's time in the Linear layers' products over the timed steps, and their FLOPs.
+    public var products: ProductClock.Totals
+    /// Rank 0's summed durations of the timed steps (the share the products take of them).
+    public var stepSecondsRank0: Double
 }
 
 /// Model FLOPs per token (PaLM's accounting): 6 × matmul weights (the tied head included) plus,
@@ -131,7 +135,9 @@ extension Trainer {
                 openBLASLeads = openBLASPeak > productPeak
                 peaks.append(max(openBLASPeak, productPeak))
             }
+            ProductClock.running = i >= warmup
             let s = step(i)
+            ProductClock.running = false
             if firstStep == nil { firstStep = secondsSinceLaunch() }
             guard i >= warmup else { continue }
             stats.append(s)
@@ -158,6 +164,7 @@ extension Trainer {
         rss.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
         let tokens = Double(config.batch.globalBatch * blockSize)
         let stepMedian = median(durations)
+        let products = ProductClock.take()
         var times = StepTimes()
         times.forward = median(stats.map(\.times.forward))
         times.backward = median(stats.map(\.times.backward))
@@ -178,7 +185,8 @@ extension Trainer {
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
                                productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
                                windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),
-                               peakRSSMegabytes: rss, launchToFirstStepSeconds: firstStep)
+                               peakRSSMegabytes: rss, launchToFirstStepSeconds: firstStep, products: products,
+                               stepSecondsRank0: stats.map(\.seconds).reduce(0, +))
     }
 }
 

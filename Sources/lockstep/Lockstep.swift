@@ -245,6 +245,13 @@ struct Bench: ParsableCommand {
             print(String(format: "MFU                 %.1f%%  (%.2f MFLOP/token on %d core(s); median of %@, each against the peak measured beside it: %@)",
                          100 * r.mfu, r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, windows, spread))
             print(String(format: "                    %.1f%%  against the run's best peak", 100 * r.mfuAgainstBestPeak))
+            let p = r.products
+            if p.rowSeconds + p.weightGradientSeconds > 0 {
+                print(String(format: "products in model   %.1f%% of rank 0's step time: x·Wᵀ and dy·W %.1f GFLOP/s, weight gradients dyᵀ·x %.1f GFLOP/s (%d thread(s))",
+                             100 * (p.rowSeconds + p.weightGradientSeconds) / r.stepSecondsRank0,
+                             p.rowFLOPs / max(p.rowSeconds, 1e-12) / 1e9,
+                             p.weightGradientFLOPs / max(p.weightGradientSeconds, 1e-12) / 1e9, BLAS.threads))
+            }
             print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
             if let l = r.launchToFirstStepSeconds { print(String(format: "launch → first step %.2f s", l)) }
         }

@@ -138,6 +138,14 @@ final class MPIRunTests: MPITestCase {
         XCTAssert(mfu.contains("median of 6 windows"), mfu)   // 12 steps in windows of 2
         XCTAssertGreaterThan(try value("MFU", 1), 0)
         XCTAssertLessThan(try value("MFU", 1), 100)
+        // the Linear layers' products, timed inside the model: a share of the step and two rates
+        let share = try value("products in model", 3)
+        XCTAssertGreaterThan(share, 0)
+        XCTAssertLessThan(share, 100)
+        let products = try XCTUnwrap(lines.first { $0.hasPrefix("products in model") }, r.stdout)
+        let rates = products.components(separatedBy: " GFLOP/s").dropLast().compactMap { Double($0.split(separator: " ").last ?? "") }
+        XCTAssertEqual(rates.count, 2, products)
+        XCTAssert(rates.allSatisfy { $0 > 0 }, products)
         let rss = try XCTUnwrap(lines.first { $0.hasPrefix("peak RSS per rank") }, r.stdout)
         XCTAssertEqual(rss.components(separatedBy: " MB").count - 1, 2, "one figure per rank: \(rss)")
         let launch = try value("launch → first step", 4)
