@@ -40,7 +40,10 @@ public enum RowProduct {
         guard N > 0, O > 0, K > 0 else { return }
         let lda = lda ?? O, ldb = ldb ?? K
         let t0 = ProductClock.start()
-        defer { ProductClock.stop(t0, flops: 2 * N * O * K, weightGradient: true) }
+        defer {
+            ProductClock.stop(t0, ProductClock.Shape(weightGradient: true, rows: N, k: K, outputs: O,
+                                                      detail: norm != nil ? "LayerNorm output" : ""))
+        }
         Parallel.forEachPart(O, grain: 6) { r, _ in
             let sums = columnSums.map { $0 + r.lowerBound }
             if let norm {
@@ -94,7 +97,10 @@ public enum RowProduct {
                             into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, O > 0 else { return }
         let t0 = ProductClock.start()
-        defer { ProductClock.stop(t0, flops: 2 * N * K * O, weightGradient: false) }
+        defer {
+            ProductClock.stop(t0, ProductClock.Shape(weightGradient: false, rows: N, k: K, outputs: O,
+                                                      detail: initial != nil ? "+ init" : m != nil ? "⊙ mul" : ""))
+        }
         let packed = PackBuffers.take(count: Int(lk_gemm_pack_size(Int64(K), Int64(O))))
         defer { PackBuffers.give(packed) }
         lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), packed.pointer)
@@ -141,7 +147,10 @@ public enum RowProduct {
                              into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, w.outputs > 0 else { return }
         let t0 = ProductClock.start()
-        defer { ProductClock.stop(t0, flops: 2 * N * w.k * w.outputs, weightGradient: false) }
+        defer {
+            ProductClock.stop(t0, ProductClock.Shape(weightGradient: false, rows: N, k: w.k, outputs: w.outputs,
+                                                      detail: accumulate ? "+ init, prepacked" : "prepacked"))
+        }
         rows(x, ldx: ldx, rows: N, k: w.k, UnsafePointer(w.buffer.pointer), outputs: w.outputs, bias: nil,
              initial: accumulate ? UnsafePointer(y) : nil, ldi: ldy, multiplying: nil, into: y, ldy: ldy)
     }
@@ -152,11 +161,33 @@ public enum RowProduct {
 /// inside the model, against the peak they reach on square matrices alone. Off, a product pays
 /// one atomic load.
 public enum ProductClock {
+    /// A product's kind and size: `rows` × `k` times `k` × `outputs` (the weight gradient: the
+    /// transposed `rows` × `outputs` times `rows` × `k`), and what its epilogue or prologue adds.
+    public struct Shape: Hashable, Sendable {
+        public var weightGradient: Bool
+        public var rows, k, outputs: Int
+        public var detail: String
+
+        public var flops: Double { 2 * Double(rows) * Double(k) * Double(outputs) }
+    }
+
+    public struct Time: Sendable, Equatable {
+        public var seconds = 0.0, calls = 0
+    }
+
     public struct Totals: Sendable, Equatable {
-        /// x·Wᵀ and dy·W (packing included), and the weight gradients dyᵀ·x.
-        public var rowSeconds = 0.0, rowFLOPs = 0.0, weightGradientSeconds = 0.0, weightGradientFLOPs = 0.0
+        public var byShape: [Shape: Time] = [:]
 
         public init() {}
+
+        /// x·Wᵀ and dy·W (packing included) when `weightGradient` is false, dyᵀ·x when true.
+        public func seconds(weightGradient: Bool) -> Double {
+            byShape.filter { $0.key.weightGradient == weightGradient }.values.reduce(0) { $0 + $1.seconds }
+        }
+
+        public func flops(weightGradient: Bool) -> Double {
+            byShape.filter { $0.key.weightGradient == weightGradient }.reduce(0) { $0 + $1.key.flops * Double($1.value.calls) }
+        }
     }
 
     private static let on = Atomic<Bool>(false)
@@ -172,17 +203,12 @@ public enum ProductClock {
 
     static func start() -> Double? { running ? monotonic() : nil }
 
-    static func stop(_ start: Double?, flops: Int, weightGradient: Bool) {
+    static func stop(_ start: Double?, _ shape: @autoclosure () -> Shape) {
         guard let start else { return }
-        let seconds = monotonic() - start
+        let seconds = monotonic() - start, shape = shape()
         totals.withLock { t in
-            if weightGradient {
-                t.weightGradientSeconds += seconds
-                t.weightGradientFLOPs += Double(flops)
-            } else {
-                t.rowSeconds += seconds
-                t.rowFLOPs += Double(flops)
-            }
+            t.byShape[shape, default: Time()].seconds += seconds
+            t.byShape[shape, default: Time()].calls += 1
         }
     }
 

@@ -208,6 +208,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Measured steps.") var steps: Int = 30
     @Option(help: "Steps before measuring.") var warmup: Int = 5
     @Option(help: "BLAS threads per rank.") var threads: Int?
+    @Flag(help: "Also list the Linear layers' products by shape: time per step and GFLOP/s inside the model.")
+    var shapes = false
 
     func run() throws {
         let job = Job()
@@ -246,11 +248,23 @@ struct Bench: ParsableCommand {
                          100 * r.mfu, r.modelFLOPsPerToken / 1e6, job.comm.size * BLAS.threads, windows, spread))
             print(String(format: "                    %.1f%%  against the run's best peak", 100 * r.mfuAgainstBestPeak))
             let p = r.products
-            if p.rowSeconds + p.weightGradientSeconds > 0 {
+            let rowSeconds = p.seconds(weightGradient: false), gradientSeconds = p.seconds(weightGradient: true)
+            if rowSeconds + gradientSeconds > 0 {
                 print(String(format: "products in model   %.1f%% of rank 0's step time: x·Wᵀ and dy·W %.1f GFLOP/s, weight gradients dyᵀ·x %.1f GFLOP/s (%d thread(s))",
-                             100 * (p.rowSeconds + p.weightGradientSeconds) / r.stepSecondsRank0,
-                             p.rowFLOPs / max(p.rowSeconds, 1e-12) / 1e9,
-                             p.weightGradientFLOPs / max(p.weightGradientSeconds, 1e-12) / 1e9, BLAS.threads))
+                             100 * (rowSeconds + gradientSeconds) / r.stepSecondsRank0,
+                             p.flops(weightGradient: false) / max(rowSeconds, 1e-12) / 1e9,
+                             p.flops(weightGradient: true) / max(gradientSeconds, 1e-12) / 1e9, BLAS.threads))
+            }
+            if shapes {
+                print("  product".padding(toLength: 48, withPad: " ", startingAt: 0) + " ms/step  GFLOP/s  calls/step")
+                for (shape, time) in p.byShape.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+                    let name = shape.weightGradient
+                        ? "dyᵀ·x \(shape.rows)ᵀ×\(shape.outputs) · \(shape.rows)×\(shape.k)"
+                        : "x·W   \(shape.rows)×\(shape.k) · \(shape.k)×\(shape.outputs)"
+                    let label = (name + (shape.detail.isEmpty ? "" : " " + shape.detail)).padding(toLength: 46, withPad: " ", startingAt: 0)
+                    print(String(format: "  %@ %7.2f  %7.1f  %10.1f", label, time.seconds / Double(steps) * 1000,
+                                 shape.flops * Double(time.calls) / time.seconds / 1e9, Double(time.calls) / Double(steps)))
+                }
             }
             print("peak RSS per rank   " + r.peakRSSMegabytes.map { String(format: "%.0f MB", $0) }.joined(separator: ", "))
             if let l = r.launchToFirstStepSeconds { print(String(format: "launch → first step %.2f s", l)) }

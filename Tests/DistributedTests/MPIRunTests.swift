@@ -113,7 +113,7 @@ final class MPIRunTests: MPITestCase {
 
     func testBenchReportsEveryFigureFromRankZeroOnly() throws {
         let cfg = try config(micro: 2, global: 4, name: "bench")
-        let r = try run(["-n", "2", "--no-build", "--", "bench", "--config", cfg, "--steps", "12", "--warmup", "2"])
+        let r = try run(["-n", "2", "--no-build", "--", "bench", "--config", cfg, "--steps", "12", "--warmup", "2", "--shapes"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").filter { !$0.isEmpty }.count, 0, "ranks are silent: \(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
@@ -146,6 +146,16 @@ final class MPIRunTests: MPITestCase {
         let rates = products.components(separatedBy: " GFLOP/s").dropLast().compactMap { Double($0.split(separator: " ").last ?? "") }
         XCTAssertEqual(rates.count, 2, products)
         XCTAssert(rates.allSatisfy { $0 > 0 }, products)
+        // --shapes: one line per product shape; the 2-layer GPT takes four weight gradients per
+        // block and the tied head's, 9 per step (each rank's micro-batch is one per step)
+        let table = lines.filter { $0.hasPrefix("  dyᵀ·x") || $0.hasPrefix("  x·W") }
+        let gradients = table.filter { $0.hasPrefix("  dyᵀ·x") }
+        XCTAssertEqual(gradients.count, 5, r.stdout)
+        func numbers(_ line: String) -> [Double] { line.split(separator: " ").suffix(3).compactMap { Double($0) } }
+        XCTAssertEqual(gradients.map { numbers($0).last ?? 0 }.reduce(0, +), 9, accuracy: 1e-9, r.stdout)
+        XCTAssertGreaterThan(table.count, gradients.count, "the rows products are listed too: \(r.stdout)")
+        XCTAssert(table.allSatisfy { numbers($0).count == 3 && numbers($0)[0] >= 0 && numbers($0)[1] > 0 && numbers($0)[2] > 0 },
+                  r.stdout) // ms/step, GFLOP/s, calls/step
         let rss = try XCTUnwrap(lines.first { $0.hasPrefix("peak RSS per rank") }, r.stdout)
         XCTAssertEqual(rss.components(separatedBy: " MB").count - 1, 2, "one figure per rank: \(rss)")
         let launch = try value("launch → first step", 4)
