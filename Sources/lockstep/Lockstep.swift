@@ -259,7 +259,7 @@ struct Bench: ParsableCommand {
                 print("  product".padding(toLength: 48, withPad: " ", startingAt: 0) + " ms/step  GFLOP/s  calls/step")
                 for (shape, time) in p.byShape.sorted(by: { $0.value.seconds > $1.value.seconds }) {
                     let name = shape.weightGradient
-                        ? "dyᵀ·x \(shape.rows)ᵀ×\(shape.outputs) · \(shape.rows)×\(shape.k)"
+                        ? "dyᵀ·x (\(shape.rows)×\(shape.outputs))ᵀ · \(shape.rows)×\(shape.k)"
                         : "x·W   \(shape.rows)×\(shape.k) · \(shape.k)×\(shape.outputs)"
                     let label = (name + (shape.detail.isEmpty ? "" : " " + shape.detail)).padding(toLength: 46, withPad: " ", startingAt: 0)
                     print(String(format: "  %@ %7.2f  %7.1f  %10.1f", label, time.seconds / Double(steps) * 1000,
