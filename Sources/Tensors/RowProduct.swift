@@ -201,22 +201,23 @@ public enum ProductClock {
     /// The sums so far, which start again from zero.
     public static func take() -> Totals { totals.withLock { t in defer { t = Totals() }; return t } }
 
-    static func start() -> Double? { running ? monotonic() : nil }
+    static func start() -> Double? { running ? monotonicSeconds() : nil }
 
     static func stop(_ start: Double?, _ shape: @autoclosure () -> Shape) {
         guard let start else { return }
-        let seconds = monotonic() - start, shape = shape()
+        let seconds = monotonicSeconds() - start, shape = shape()
         totals.withLock { t in
             t.byShape[shape, default: Time()].seconds += seconds
             t.byShape[shape, default: Time()].calls += 1
         }
     }
+}
 
-    private static func monotonic() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
+/// Seconds on a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 /// Reusable buffers for packed weights: taken and given back around each product, so nothing is

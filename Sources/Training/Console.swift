@@ -63,13 +63,6 @@ public func formatDuration(_ s: Double) -> String {
     return String(format: "%.1fs", s)
 }
 
-/// Seconds on a monotonic clock.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// The metrics file: one JSON object per line, kept in memory too so that checkpoints carry
 /// it and a resumed run continues it without repeated or missing steps (rank 0 only).
 public final class MetricsWriter {
