@@ -156,8 +156,8 @@ public enum RowProduct {
     }
 }
 
-/// Time spent in `RowProduct`'s products and their FLOPs, summed while `running` (the
-/// benchmark's timed steps, on the calling thread): how fast the Linear layers' products run
+/// Time spent in `RowProduct`'s products, summed by shape while `running` (the benchmark's
+/// timed steps, on the calling thread): how fast the Linear layers' products run
 /// inside the model, against the peak they reach on square matrices alone. Off, a product pays
 /// one atomic load.
 public enum ProductClock {
@@ -171,11 +171,11 @@ public enum ProductClock {
         public var flops: Double { 2 * Double(rows) * Double(k) * Double(outputs) }
     }
 
-    public struct Time: Sendable, Equatable {
+    public struct Time: Sendable {
         public var seconds = 0.0, calls = 0
     }
 
-    public struct Totals: Sendable, Equatable {
+    public struct Totals: Sendable {
         public var byShape: [Shape: Time] = [:]
 
         public init() {}
