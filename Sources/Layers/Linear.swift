@@ -27,10 +27,26 @@ public struct Linear: Sendable {
     /// x (N, in) → y (N, out), overwriting y; with `residual` (N, out), y = residual + x·Wᵀ + b
     /// (a transformer's skip connection joined as y is written; residual may be y).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows N: Int,
-                        _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil) {
+                        _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil,
+                        packed: RowProduct.PackedWeight? = nil) {
         // each output tile starts as the bias (and residual) and is written once (RowProduct)
+        if let packed {
+            RowProduct.times(x, ldx: inFeatures, rows: N, packed, bias: bias.map { UnsafePointer(arena.param($0)) },
+                             initial: residual, ldi: outFeatures, into: y, ldy: outFeatures)
+            return
+        }
         RowProduct.timesTransposed(x, rows: N, k: inFeatures, UnsafePointer(arena.param(weight)), outputs: outFeatures,
                                    bias: bias.map { UnsafePointer(arena.param($0)) }, adding: residual, into: y)
+    }
+
+    /// Packs the weight for `forward(packed:)` (x·Wᵀ) over several blocks of rows.
+    public func packForward(into p: RowProduct.PackedWeight, _ arena: ParameterArena) {
+        p.pack(UnsafePointer(arena.param(weight)), ldw: inFeatures, transposed: true, k: inFeatures, outputs: outFeatures)
+    }
+
+    /// Packs the weight for `backward(packed:)` (dy·W) over several blocks of rows.
+    public func packBackward(into p: RowProduct.PackedWeight, _ arena: ParameterArena) {
+        p.pack(UnsafePointer(arena.param(weight)), ldw: inFeatures, transposed: false, k: outFeatures, outputs: inFeatures)
     }
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W
@@ -42,11 +58,15 @@ public struct Linear: Sendable {
     /// gradient normalizes x's rows as it reads them.
     public func backward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          rows N: Int, _ arena: ParameterArena, accumulateInput: Bool = true,
-                         multiplying m: UnsafePointer<Float>? = nil, normalizedBy norm: RowProduct.Normalization? = nil) {
+                         multiplying m: UnsafePointer<Float>? = nil, normalizedBy norm: RowProduct.Normalization? = nil,
+                         packed: RowProduct.PackedWeight? = nil) {
         let I = inFeatures, O = outFeatures
         RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight),
                                              columnSums: bias.map { arena.grad($0) }, normalizing: norm)
-        if let dx {
+        if let dx, let packed {
+            RowProduct.times(dy, ldx: O, rows: N, packed, initial: accumulateInput ? UnsafePointer(dx) : nil, ldi: I,
+                             multiplying: m, into: dx, ldy: I)
+        } else if let dx {
             RowProduct.times(dy, rows: N, k: O, UnsafePointer(arena.param(weight)), outputs: I,
                              accumulate: accumulateInput, multiplying: m, into: dx)
         }

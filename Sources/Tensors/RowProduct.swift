@@ -68,6 +68,11 @@ public enum RowProduct {
             self.gamma = gamma
             self.beta = beta
         }
+
+        /// The same normalization for the rows from `first` on.
+        public func rows(from first: Int) -> Normalization {
+            Normalization(mean: mean + first, rstd: rstd + first, gamma: gamma, beta: beta)
+        }
     }
 
     /// y (N × O, rows ldy apart) = x (N × K) · wᵀ + bias (+ residual, N × O), with w stored O × K
@@ -111,8 +116,8 @@ public enum RowProduct {
     private static func rows(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, k K: Int, _ p: UnsafePointer<Float>,
                              outputs O: Int, bias: UnsafePointer<Float>?, initial: UnsafePointer<Float>?, ldi: Int,
                              multiplying m: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int) {
-        // parts of a multiple of 96 rows: whole tiles (6 or 8 rows) on every thread but the last
-        Parallel.forEachPart(N, grain: 96) { r, _ in
+        // parts of whole tiles (8 rows in AVX-512, 6 in AVX2) on every thread but the last
+        Parallel.forEachPart(N, grain: lk_isa_avx512() != 0 ? 8 : 6) { r, _ in
             lk_gemm_rows(x + r.lowerBound * ldx, Int64(ldx), Int64(r.count), Int64(K), p, Int64(O), bias,
                          initial.map { $0 + r.lowerBound * ldi }, Int64(ldi), m.map { $0 + r.lowerBound * O }, Int64(O),
                          y + r.lowerBound * ldy, Int64(ldy))
@@ -135,6 +140,8 @@ public enum RowProduct {
         /// stored K × O).
         public func pack(_ w: UnsafePointer<Float>, ldw: Int, transposed: Bool, k K: Int, outputs O: Int) {
             precondition(Int(lk_gemm_pack_size(Int64(K), Int64(O))) <= buffer.count, "packed weight larger than its buffer")
+            let t0 = ProductClock.start()
+            defer { ProductClock.stop(t0, ProductClock.Shape(weightGradient: false, rows: 0, k: K, outputs: O, detail: "packing")) }
             lk_gemm_pack(w, Int64(ldw), transposed ? 1 : 0, Int64(K), Int64(O), buffer.pointer)
             k = K
             outputs = O
@@ -145,14 +152,23 @@ public enum RowProduct {
     /// when `accumulate` (y += x·w) and overwriting it otherwise.
     public static func times(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, _ w: PackedWeight, accumulate: Bool,
                              into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        times(x, ldx: ldx, rows: N, w, initial: accumulate ? UnsafePointer(y) : nil, ldi: ldy, into: y, ldy: ldy)
+    }
+
+    /// y (N × O, rows ldy apart) = (bias + initial + x · the packed weight) ⊙ m, each term where
+    /// given (`initial` N × O rows ldi apart, may be y; m N × O): `timesTransposed` and `times`
+    /// for a weight packed once and used for several blocks of rows.
+    public static func times(_ x: UnsafePointer<Float>, ldx: Int, rows N: Int, _ w: PackedWeight,
+                             bias: UnsafePointer<Float>? = nil, initial: UnsafePointer<Float>?, ldi: Int,
+                             multiplying m: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard N > 0, w.outputs > 0 else { return }
         let t0 = ProductClock.start()
         defer {
             ProductClock.stop(t0, ProductClock.Shape(weightGradient: false, rows: N, k: w.k, outputs: w.outputs,
-                                                      detail: accumulate ? "+ init, prepacked" : "prepacked"))
+                                                      detail: initial != nil ? "+ init" : m != nil ? "⊙ mul" : ""))
         }
-        rows(x, ldx: ldx, rows: N, k: w.k, UnsafePointer(w.buffer.pointer), outputs: w.outputs, bias: nil,
-             initial: accumulate ? UnsafePointer(y) : nil, ldi: ldy, multiplying: nil, into: y, ldy: ldy)
+        rows(x, ldx: ldx, rows: N, k: w.k, UnsafePointer(w.buffer.pointer), outputs: w.outputs, bias: bias,
+             initial: initial, ldi: ldi, multiplying: m, into: y, ldy: ldy)
     }
 }
 
@@ -162,7 +178,8 @@ public enum RowProduct {
 /// one atomic load.
 public enum ProductClock {
     /// A product's kind and size: `rows` × `k` times `k` × `outputs` (the weight gradient: the
-    /// transposed `rows` × `outputs` times `rows` × `k`), and what its epilogue or prologue adds.
+    /// transposed `rows` × `outputs` times `rows` × `k`), and what its epilogue or prologue adds;
+    /// `rows` 0: packing a `k` × `outputs` weight for the products that follow (no FLOPs).
     public struct Shape: Hashable, Sendable {
         public var weightGradient: Bool
         public var rows, k, outputs: Int

@@ -258,6 +258,12 @@ struct Bench: ParsableCommand {
             if shapes {
                 print("  product".padding(toLength: 48, withPad: " ", startingAt: 0) + " ms/step  GFLOP/s  calls/step")
                 for (shape, time) in p.byShape.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+                    if shape.rows == 0 { // packing a weight: time, no FLOPs
+                        print(String(format: "  %@ %7.2f        —  %10.1f",
+                                     "pack  \(shape.k)×\(shape.outputs) weight".padding(toLength: 46, withPad: " ", startingAt: 0),
+                                     time.seconds / Double(steps) * 1000, Double(time.calls) / Double(steps)))
+                        continue
+                    }
                     let name = shape.weightGradient
                         ? "dyᵀ·x (\(shape.rows)×\(shape.outputs))ᵀ · \(shape.rows)×\(shape.k)"
                         : "x·W   \(shape.rows)×\(shape.k) · \(shape.k)×\(shape.outputs)"
