@@ -36,62 +36,115 @@ public struct FeedForward: Sendable {
         }
     }
 
-    /// Forward and backward scratch, shareable by every feed-forward block of a model.
+    /// Forward and backward scratch for one block of rows (`RowBlocks`), shareable by every
+    /// feed-forward block of a model, with the two weights packed for the blocks' products.
     public final class Scratch {
-        let g: FloatBuffer      // (N, H) GELU output after dropout; in backward, then its gradient
-        let dproj: FloatBuffer  // (N, C), only with dropout
+        let rows: Int
+        let g: FloatBuffer      // (rows, H) GELU output after dropout; in backward, then its gradient
+        let dproj: FloatBuffer  // (rows, C), only with dropout
+        let packFc, packProj: RowProduct.PackedWeight
 
-        public init(rows N: Int, dim C: Int, hidden H: Int, dropout: Bool) {
-            g = FloatBuffer(count: N * H)
-            dproj = FloatBuffer(count: dropout ? N * C : 0)
+        /// For blocks of up to `rows` rows.
+        public init(rows: Int, dim C: Int, hidden H: Int, dropout: Bool) {
+            self.rows = rows
+            g = FloatBuffer(count: rows * H)
+            dproj = FloatBuffer(count: dropout ? rows * C : 0)
+            packFc = RowProduct.PackedWeight(k: C, outputs: H)
+            packProj = RowProduct.PackedWeight(k: H, outputs: C)
         }
     }
 
-    /// x (B, T, C) → out (B, T, C); with `residual` (B, T, C), out = residual + mlp(x). Row block
-    /// b belongs to global sample `firstSample + b`.
+    /// Packs both weights for the forward (`backward` false) or backward products of the blocks
+    /// that follow.
+    public func pack(backward: Bool, _ scratch: Scratch, _ arena: ParameterArena) {
+        if backward {
+            cFc.packBackward(into: scratch.packFc, arena)
+            cProj.packBackward(into: scratch.packProj, arena)
+        } else {
+            cFc.packForward(into: scratch.packFc, arena)
+            cProj.packForward(into: scratch.packProj, arena)
+        }
+    }
+
+    /// x (B, T, C) → out (B, T, C) for the whole batch, block by block; with `residual`
+    /// (B, T, C), out = residual + mlp(x). Row block b belongs to global sample `firstSample + b`.
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
                         _ scratch: Scratch, batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
                         _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil) {
-        let N = B * T, H = hidden, C = dim
-        let g = scratch.g.pointer
-        cFc.forward(x, acts.h.pointer, rows: N, arena)
-        gelu.forward(acts.h.pointer, g, count: N * H)
-        dropHidden.forward(g, g, mask: acts.maskHidden.pointer, samples: B,
-                           perSample: T * H, firstSample: firstSample, seed: seed, training: training)
-        if training && dropOut.isActive {
-            cProj.forward(g, out, rows: N, arena)
-            dropOut.forward(out, out, mask: acts.maskOut.pointer, samples: B, perSample: T * C,
-                            firstSample: firstSample, seed: seed, training: training)
-            if let residual { Kernels.add(residual, into: out, count: N * C) }
-        } else { // the residual joins as the projection is written
-            cProj.forward(g, out, rows: N, arena, residual: residual)
+        pack(backward: false, scratch, arena)
+        for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
+            let o = s.lowerBound * T * dim
+            forward(x + o, out + o, acts, scratch, sequences: s, time: T, firstSample: firstSample, seed: seed,
+                    training: training, arena, residual: residual.map { $0 + o })
         }
     }
 
-    /// dx = ∂L/∂x (overwritten, or added when `accumulateInput`); parameter gradients accumulate.
-    /// With `normalizedBy`, x is the input of the LayerNorm whose output the block took
-    /// (`Linear.backward(normalizedBy:)`).
+    /// One block of rows: the sequences `s` of the batch, with x, out and residual pointing at
+    /// the block's first row (the activations are kept at the block's rows). The weights are
+    /// packed (`pack(backward: false)`).
+    public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
+                        _ scratch: Scratch, sequences s: Range<Int>, time T: Int, firstSample: Int, seed: UInt64,
+                        training: Bool, _ arena: ParameterArena, residual: UnsafePointer<Float>? = nil) {
+        let n = s.count * T, first = s.lowerBound * T, H = hidden, C = dim
+        precondition(n <= scratch.rows, "FeedForward: a block of \(n) rows exceeds the scratch's \(scratch.rows)")
+        let h = acts.h.pointer + first * H, g = scratch.g.pointer
+        cFc.forward(x, h, rows: n, arena, packed: scratch.packFc)
+        gelu.forward(h, g, count: n * H)
+        dropHidden.forward(g, g, mask: acts.maskHidden.pointer + (dropHidden.isActive ? first * H : 0), samples: s.count,
+                           perSample: T * H, firstSample: firstSample + s.lowerBound, seed: seed, training: training)
+        if training && dropOut.isActive {
+            cProj.forward(g, out, rows: n, arena, packed: scratch.packProj)
+            dropOut.forward(out, out, mask: acts.maskOut.pointer + first * C, samples: s.count, perSample: T * C,
+                            firstSample: firstSample + s.lowerBound, seed: seed, training: training)
+            if let residual { Kernels.add(residual, into: out, count: n * C) }
+        } else { // the residual joins as the projection is written
+            cProj.forward(g, out, rows: n, arena, residual: residual, packed: scratch.packProj)
+        }
+    }
+
+    /// dx = ∂L/∂x (overwritten, or added when `accumulateInput`) for the whole batch, block by
+    /// block; parameter gradients accumulate. With `normalizedBy`, x is the input of the
+    /// LayerNorm whose output the block took (`Linear.backward(normalizedBy:)`).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, rows N: Int, training: Bool, _ arena: ParameterArena,
                          accumulateInput: Bool = false, normalizedBy norm: RowProduct.Normalization? = nil) {
-        let H = hidden, C = dim
+        pack(backward: true, scratch, arena)
+        for first in stride(from: 0, to: N, by: scratch.rows) {
+            let r = first ..< min(N, first + scratch.rows), o = first * dim
+            backward(dout + o, x + o, dx + o, acts, scratch, rows: r, training: training, arena,
+                     accumulateInput: accumulateInput, normalizedBy: norm?.rows(from: first))
+        }
+    }
+
+    /// One block of rows `r`, with dout, x, dx (and the normalization) at the block's first row;
+    /// the blocks of a batch go in order (the weight gradients sum over rows in one order). The
+    /// weights are packed (`pack(backward: true)`).
+    public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                         _ acts: Activations, _ scratch: Scratch, rows r: Range<Int>, training: Bool,
+                         _ arena: ParameterArena, accumulateInput: Bool = false,
+                         normalizedBy norm: RowProduct.Normalization? = nil) {
+        let n = r.count, H = hidden, C = dim
+        precondition(n <= scratch.rows, "FeedForward: a block of \(n) rows exceeds the scratch's \(scratch.rows)")
         var dp = dout
         if training && dropOut.isActive {
-            for i in 0 ..< N * C { scratch.dproj[i] = dout[i] * acts.maskOut[i] }
-            dp = UnsafePointer(scratch.dproj.pointer)
+            let d = scratch.dproj.pointer, mask = acts.maskOut.pointer + r.lowerBound * C
+            for i in 0 ..< n * C { d[i] = dout[i] * mask[i] }
+            dp = UnsafePointer(d)
         }
         // g = drop(gelu(h)) recomputed, and h ← gelu'(h) in the same pass
-        let g = scratch.g.pointer, h = acts.h.pointer
-        gelu.forwardReplacingWithDerivative(h, g, count: N * H)
-        dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
+        let g = scratch.g.pointer, h = acts.h.pointer + r.lowerBound * H
+        let maskHidden = acts.maskHidden.pointer + (dropHidden.isActive ? r.lowerBound * H : 0)
+        gelu.forwardReplacingWithDerivative(h, g, count: n * H)
+        dropHidden.backwardInPlace(g, mask: maskHidden, count: n * H, training: training)
         // ∂L/∂g overwrites g: Linear.backward has finished reading its input when it writes dx.
         if training && dropHidden.isActive {
-            cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false)
-            dropHidden.backwardInPlace(g, mask: acts.maskHidden.pointer, count: N * H, training: training)
-            Kernels.multiply(g, by: h, count: N * H)
+            cProj.backward(dp, g, g, rows: n, arena, accumulateInput: false, packed: scratch.packProj)
+            dropHidden.backwardInPlace(g, mask: maskHidden, count: n * H, training: training)
+            Kernels.multiply(g, by: h, count: n * H)
         } else { // ∂L/∂h = ∂L/∂g ⊙ gelu'(h) as the product is stored
-            cProj.backward(dp, g, g, rows: N, arena, accumulateInput: false, multiplying: h)
+            cProj.backward(dp, g, g, rows: n, arena, accumulateInput: false, multiplying: h, packed: scratch.packProj)
         }
-        cFc.backward(g, x, dx, rows: N, arena, accumulateInput: accumulateInput, normalizedBy: norm)
+        cFc.backward(g, x, dx, rows: n, arena, accumulateInput: accumulateInput, normalizedBy: norm,
+                     packed: scratch.packFc)
     }
 }

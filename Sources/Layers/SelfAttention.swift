@@ -4,7 +4,7 @@ import Tensors
 /// Multi-head self-attention: `c_attn` (C → 3C, split q, k, v), softmax(q·kᵀ/√hs)·v per head,
 /// heads concatenated, `c_proj` (C → C). Causal (decoder) or bidirectional (encoder).
 ///
-/// Each head runs in a C kernel (`lk_attention_forward/backward`) over blocks of four query rows:
+/// Each head runs in a C kernel (`lk_attention_forward/backward`) over blocks of eight query rows:
 /// a causal block never computes the products above the diagonal, and the attention
 /// probabilities are not kept — forward saves one number per query row (the log of its softmax
 /// denominator) and backward recomputes the probabilities from q, k and it, instead of holding
@@ -39,68 +39,118 @@ public struct SelfAttention: Sendable {
         }
     }
 
-    /// Scratch shareable by every attention layer of a model.
+    /// Scratch for one block of rows (`RowBlocks`), shareable by every attention layer of a
+    /// model, with the two weights packed for the blocks' products.
     public final class Scratch {
-        let dqkv: FloatBuffer          // (B, T, 3C)
-        let dy: FloatBuffer            // (B, T, C)
+        let rows: Int
+        let dqkv: FloatBuffer          // (rows, 3C)
+        let dy: FloatBuffer            // (rows, C)
         let work: [FloatBuffer]        // per thread: one head's kernel workspace
         let workPointers: [UnsafeMutablePointer<Float>]
+        let packAttn, packProj: RowProduct.PackedWeight
 
-        public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int) {
-            dqkv = FloatBuffer(count: B * T * 3 * C)
-            dy = FloatBuffer(count: B * T * C)
+        /// For blocks of `rows` rows (whole sequences of T; by default `RowBlocks`' choice for a
+        /// batch of B).
+        public init(batch B: Int, time T: Int, dim C: Int, nHead NH: Int, rows: Int? = nil) {
+            let rows = rows ?? RowBlocks.rows(batch: B, time: T, width: 3 * C)
+            self.rows = rows
+            dqkv = FloatBuffer(count: rows * 3 * C)
+            dy = FloatBuffer(count: rows * C)
             work = (0 ..< Parallel.threads).map { _ in FloatBuffer(count: Int(lk_attention_work_size(Int64(T), Int64(C / NH)))) }
             workPointers = work.map(\.pointer)
+            packAttn = RowProduct.PackedWeight(k: C, outputs: 3 * C)
+            packProj = RowProduct.PackedWeight(k: C, outputs: C)
         }
 
-        /// Runs `body(head, workspace)` for every (sequence, head) pair b·NH + h, split over the
-        /// threads that have a workspace (those of the rank when the model was built).
+        /// Runs `body(head, workspace)` for every (sequence, head) pair b·NH + h of `heads`,
+        /// split over the threads that have a workspace (those of the rank when the model was
+        /// built).
         @inline(__always)
-        func forEachHead(_ count: Int, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        func forEachHead(_ heads: Range<Int>, _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
             let works = workPointers
-            Parallel.forEachPart(count, maxParts: works.count) { r, part in
-                for i in r { body(i, works[part]) }
+            Parallel.forEachPart(heads.count, maxParts: works.count) { r, part in
+                for i in r { body(heads.lowerBound + i, works[part]) }
             }
         }
     }
 
-    /// x (B, T, C) → out (B, T, C); with `residual` (B, T, C), out = residual + attention(x).
+    /// Packs both weights for the forward (`backward` false) or backward products of the blocks
+    /// that follow.
+    public func pack(backward: Bool, _ scratch: Scratch, _ arena: ParameterArena) {
+        if backward {
+            cAttn.packBackward(into: scratch.packAttn, arena)
+            cProj.packBackward(into: scratch.packProj, arena)
+        } else {
+            cAttn.packForward(into: scratch.packAttn, arena)
+            cProj.packForward(into: scratch.packProj, arena)
+        }
+    }
+
+    /// x (B, T, C) → out (B, T, C) for the whole batch, block by block; with `residual`
+    /// (B, T, C), out = residual + attention(x).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                         _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
                         residual: UnsafePointer<Float>? = nil) {
-        let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
+        pack(backward: false, scratch, arena)
+        for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
+            let o = s.lowerBound * T * dim
+            forward(x + o, out + o, acts, scratch, sequences: s, time: T, arena, residual: residual.map { $0 + o })
+        }
+    }
+
+    /// The sequences `s` of the batch, with x, out and residual pointing at their first row (the
+    /// activations are kept at the block's rows). The weights are packed (`pack(backward: false)`).
+    public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
+                        _ scratch: Scratch, sequences s: Range<Int>, time T: Int, _ arena: ParameterArena,
+                        residual: UnsafePointer<Float>? = nil) {
+        let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C, n = s.count * T, first = s.lowerBound * T
         let scale = 1 / Float(hs).squareRoot()
-        cAttn.forward(x, acts.qkv.pointer, rows: B * T, arena)
         let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
+        cAttn.forward(x, qkv + first * C3, rows: n, arena, packed: scratch.packAttn)
         let isCausal: Int32 = causal ? 1 : 0
-        scratch.forEachHead(B * NH) { i, work in
+        scratch.forEachHead(s.lowerBound * NH ..< s.upperBound * NH) { i, work in
             let b = i / NH, h = i % NH
             let q = qkv + b * T * C3 + h * hs
             lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C),
                                  Int64(T), Int64(hs), isCausal, scale, lse + i * T, work)
         }
-        cProj.forward(acts.y.pointer, out, rows: B * T, arena, residual: residual)
+        cProj.forward(y + first * C, out, rows: n, arena, residual: residual, packed: scratch.packProj)
     }
 
-    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out; parameter gradients accumulate. With
-    /// `normalizedBy`, x is the input of the LayerNorm whose output the layer took
-    /// (`Linear.backward(normalizedBy:)`).
+    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out for the whole batch, block by block;
+    /// parameter gradients accumulate. With `normalizedBy`, x is the input of the LayerNorm whose
+    /// output the layer took (`Linear.backward(normalizedBy:)`).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
                          normalizedBy norm: RowProduct.Normalization? = nil) {
-        let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C
+        pack(backward: true, scratch, arena)
+        for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
+            let first = s.lowerBound * T, o = first * dim
+            backward(dout + o, x + o, dx + o, acts, scratch, sequences: s, time: T, arena,
+                     normalizedBy: norm?.rows(from: first))
+        }
+    }
+
+    /// The sequences `s`, with dout, x, dx (and the normalization) at their first row; the blocks
+    /// of a batch go in order (the weight gradients sum over rows in one order). The weights are
+    /// packed (`pack(backward: true)`).
+    public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                         _ acts: Activations, _ scratch: Scratch, sequences s: Range<Int>, time T: Int,
+                         _ arena: ParameterArena, normalizedBy norm: RowProduct.Normalization? = nil) {
+        let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C, n = s.count * T, first = s.lowerBound * T
+        precondition(n <= scratch.rows, "SelfAttention: a block of \(n) rows exceeds the scratch's \(scratch.rows)")
         let scale = 1 / Float(hs).squareRoot()
-        cProj.backward(dout, acts.y.pointer, scratch.dy.pointer, rows: B * T, arena, accumulateInput: false)
         let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
         let dqkv = scratch.dqkv.pointer, dy = scratch.dy.pointer
+        cProj.backward(dout, y + first * C, dy, rows: n, arena, accumulateInput: false, packed: scratch.packProj)
         let isCausal: Int32 = causal ? 1 : 0
-        scratch.forEachHead(B * NH) { i, work in
-            let b = i / NH, h = i % NH
-            let q = qkv + b * T * C3 + h * hs, dq = dqkv + b * T * C3 + h * hs, row = b * T * C + h * hs
-            lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), y + row, Int64(C), lse + i * T,
+        scratch.forEachHead(s.lowerBound * NH ..< s.upperBound * NH) { i, work in
+            let b = i / NH, h = i % NH, local = (b - s.lowerBound) * T
+            let q = qkv + b * T * C3 + h * hs, dq = dqkv + local * C3 + h * hs, row = local * C + h * hs
+            lk_attention_backward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C), lse + i * T,
                                   dy + row, Int64(C), dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs),
                                   isCausal, scale, work)
         }
-        cAttn.backward(scratch.dqkv.pointer, x, dx, rows: B * T, arena, accumulateInput: false, normalizedBy: norm)
+        cAttn.backward(dqkv, x, dx, rows: n, arena, accumulateInput: false, normalizedBy: norm, packed: scratch.packAttn)
     }
 }

@@ -42,65 +42,84 @@ public struct TransformerBlock: Sendable {
         }
     }
 
-    /// Scratch shared by all blocks of a model: they run one after another.
+    /// Scratch for one block of rows (`RowBlocks`), shared by all blocks of a model: they run one
+    /// after another.
     public final class Scratch {
-        let lnOut: FloatBuffer           // (N, C) a LayerNorm's output
-        let dLn: FloatBuffer             // (N, C) ∂L/∂(ln_k output)
-        let dx1: FloatBuffer             // (N, C)
-        let dAttnOut: FloatBuffer        // (N, C), only with dropout
+        let rows: Int
+        let lnOut: FloatBuffer           // (rows, C) a LayerNorm's output
+        let dLn: FloatBuffer             // (rows, C) ∂L/∂(ln_k output)
+        let dx1: FloatBuffer             // (rows, C)
+        let dAttnOut: FloatBuffer        // (rows, C), only with dropout
         let attn: SelfAttention.Scratch
         let mlp: FeedForward.Scratch
 
-        public init(batch B: Int, time T: Int, dim C: Int, nHead: Int, dropout: Bool) {
-            let N = B * T
-            lnOut = FloatBuffer(count: N * C)
-            dLn = FloatBuffer(count: N * C)
-            dx1 = FloatBuffer(count: N * C)
-            dAttnOut = FloatBuffer(count: dropout ? N * C : 0)
-            attn = SelfAttention.Scratch(batch: B, time: T, dim: C, nHead: nHead)
-            mlp = FeedForward.Scratch(rows: N, dim: C, hidden: 4 * C, dropout: dropout)
+        /// For batches of up to B sequences of T, in blocks of `rows` rows (whole sequences; by
+        /// default `RowBlocks`' choice).
+        public init(batch B: Int, time T: Int, dim C: Int, nHead: Int, dropout: Bool, rows: Int? = nil) {
+            let rows = rows ?? RowBlocks.rows(batch: B, time: T, width: 4 * C)
+            precondition(rows >= T, "TransformerBlock.Scratch: blocks of \(rows) rows hold no whole sequence of \(T)")
+            self.rows = rows
+            lnOut = FloatBuffer(count: rows * C)
+            dLn = FloatBuffer(count: rows * C)
+            dx1 = FloatBuffer(count: rows * C)
+            dAttnOut = FloatBuffer(count: dropout ? rows * C : 0)
+            attn = SelfAttention.Scratch(batch: B, time: T, dim: C, nHead: nHead, rows: rows)
+            mlp = FeedForward.Scratch(rows: rows, dim: C, hidden: 4 * C, dropout: dropout)
         }
     }
 
-    /// x (B, T, C) → out (B, T, C); `x` is kept (saved for backward).
+    /// x (B, T, C) → out (B, T, C); `x` is kept (saved for backward). The whole block runs on a
+    /// few sequences at a time (`RowBlocks`).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
                         _ scratch: Scratch, batch B: Int, time T: Int, firstSample: Int, seed: UInt64, training: Bool,
                         _ arena: ParameterArena) {
-        let N = B * T, C = dim
-        let x1 = acts.x1.pointer, lnOut = scratch.lnOut.pointer
-        ln1.forward(x, lnOut, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, rows: N, arena)
-        if training && attnDrop.isActive {
-            attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena)
-            attnDrop.forward(x1, x1, mask: acts.attnMask.pointer, samples: B, perSample: T * C,
-                             firstSample: firstSample, seed: seed, training: training)
-            Kernels.add(x, into: x1, count: N * C)
-        } else { // the skip connections join as the projections are written
-            attn.forward(lnOut, x1, acts.attn, scratch.attn, batch: B, time: T, arena, residual: x)
+        let C = dim, lnOut = scratch.lnOut.pointer
+        attn.pack(backward: false, scratch.attn, arena)
+        mlp.pack(backward: false, scratch.mlp, arena)
+        for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
+            let n = s.count * T, first = s.lowerBound * T, o = first * C
+            let xb = x + o, x1 = acts.x1.pointer + o
+            ln1.forward(xb, lnOut, mean: acts.ln1Mean.pointer + first, rstd: acts.ln1Rstd.pointer + first, rows: n, arena)
+            if training && attnDrop.isActive {
+                attn.forward(lnOut, x1, acts.attn, scratch.attn, sequences: s, time: T, arena)
+                attnDrop.forward(x1, x1, mask: acts.attnMask.pointer + o, samples: s.count, perSample: T * C,
+                                 firstSample: firstSample + s.lowerBound, seed: seed, training: training)
+                Kernels.add(xb, into: x1, count: n * C)
+            } else { // the skip connections join as the projections are written
+                attn.forward(lnOut, x1, acts.attn, scratch.attn, sequences: s, time: T, arena, residual: xb)
+            }
+            ln2.forward(x1, lnOut, mean: acts.ln2Mean.pointer + first, rstd: acts.ln2Rstd.pointer + first, rows: n, arena)
+            mlp.forward(lnOut, out + o, acts.mlp, scratch.mlp, sequences: s, time: T, firstSample: firstSample, seed: seed,
+                        training: training, arena, residual: UnsafePointer(x1))
         }
-        ln2.forward(x1, lnOut, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, rows: N, arena)
-        mlp.forward(lnOut, out, acts.mlp, scratch.mlp, batch: B, time: T, firstSample: firstSample, seed: seed,
-                    training: training, arena, residual: UnsafePointer(x1))
     }
 
-    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out.
+    /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out, a few sequences at a time, in order.
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, training: Bool,
                          _ arena: ParameterArena) {
-        let N = B * T, C = dim
-        // MLP branch: out = x1 + mlp(ln2(x1))
-        mlp.backward(dout, acts.x1.pointer, scratch.dLn.pointer, acts.mlp, scratch.mlp, rows: N, training: training, arena,
-                     normalizedBy: ln2.normalization(mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer, arena))
-        ln2.backward(scratch.dLn.pointer, acts.x1.pointer, mean: acts.ln2Mean.pointer, rstd: acts.ln2Rstd.pointer,
-                     scratch.dx1.pointer, base: dout, rows: N, arena)   // dx1 = dout + through ln2
-        // Attention branch: x1 = x + drop(attn(ln1(x)))
-        var dAttn = UnsafePointer(scratch.dx1.pointer)
-        if training && attnDrop.isActive {
-            for i in 0 ..< N * C { scratch.dAttnOut[i] = scratch.dx1[i] * acts.attnMask[i] }
-            dAttn = UnsafePointer(scratch.dAttnOut.pointer)
+        let C = dim, dLn = scratch.dLn.pointer, dx1 = scratch.dx1.pointer
+        attn.pack(backward: true, scratch.attn, arena)
+        mlp.pack(backward: true, scratch.mlp, arena)
+        for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
+            let n = s.count * T, first = s.lowerBound * T, o = first * C
+            let mean1 = acts.ln1Mean.pointer + first, rstd1 = acts.ln1Rstd.pointer + first
+            let mean2 = acts.ln2Mean.pointer + first, rstd2 = acts.ln2Rstd.pointer + first
+            let xb = x + o, x1 = acts.x1.pointer + o, doutb = dout + o
+            // MLP branch: out = x1 + mlp(ln2(x1))
+            mlp.backward(doutb, x1, dLn, acts.mlp, scratch.mlp, rows: first ..< first + n, training: training, arena,
+                         normalizedBy: ln2.normalization(mean: mean2, rstd: rstd2, arena))
+            ln2.backward(dLn, x1, mean: mean2, rstd: rstd2, dx1, base: doutb, rows: n, arena) // dx1 = dout + through ln2
+            // Attention branch: x1 = x + drop(attn(ln1(x)))
+            var dAttn = UnsafePointer(dx1)
+            if training && attnDrop.isActive {
+                let d = scratch.dAttnOut.pointer, mask = acts.attnMask.pointer + o
+                for i in 0 ..< n * C { d[i] = dx1[i] * mask[i] }
+                dAttn = UnsafePointer(d)
+            }
+            attn.backward(dAttn, xb, dLn, acts.attn, scratch.attn, sequences: s, time: T, arena,
+                          normalizedBy: ln1.normalization(mean: mean1, rstd: rstd1, arena))
+            ln1.backward(dLn, xb, mean: mean1, rstd: rstd1, dx + o, base: dx1, rows: n, arena) // dx = dx1 + through ln1
         }
-        attn.backward(dAttn, x, scratch.dLn.pointer, acts.attn, scratch.attn, batch: B, time: T, arena,
-                      normalizedBy: ln1.normalization(mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, arena))
-        ln1.backward(scratch.dLn.pointer, x, mean: acts.ln1Mean.pointer, rstd: acts.ln1Rstd.pointer, dx,
-                     base: scratch.dx1.pointer, rows: N, arena)                   // dx = dx1 + through ln1
     }
 }

@@ -291,6 +291,44 @@ final class ThreadSplitTests: XCTestCase {
     }
 }
 
+/// The block-wise passes (`RowBlocks`): a batch taken one sequence at a time gives the same bits
+/// as in one piece, dropout masks included (they go by global sample).
+final class RowBlocksTests: XCTestCase {
+    func testBlocksOfOneSequenceGiveTheSameBitsAsOneBlock() {
+        for p: Float in [0, 0.1] {
+            let B = 3, T = 5, C = 16
+            var layout = ParameterLayout()
+            let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 2, causal: true, gelu: .erf, dropout: p, site: 20)
+            let arena = randomArena(layout, seed: 8)
+            let x = FloatBuffer(randomValues(B * T * C, seed: 9)), dout = FloatBuffer(randomValues(B * T * C, seed: 10))
+            func run(rows: Int) -> (y: [Float], dx: [Float], grads: [Float]) {
+                let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0)
+                let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0, rows: rows)
+                let y = FloatBuffer(count: B * T * C), dx = FloatBuffer(count: B * T * C)
+                arena.gradients.zero()
+                block.forward(x.pointer, y.pointer, acts, scratch, batch: B, time: T, firstSample: 4, seed: 1, training: true, arena)
+                block.backward(dout.pointer, x.pointer, dx.pointer, acts, scratch, batch: B, time: T, training: true, arena)
+                return (y.array, dx.array, arena.gradients.array)
+            }
+            let whole = run(rows: B * T), single = run(rows: T), two = run(rows: 2 * T + 1)
+            XCTAssertEqual(whole.y, single.y, "p = \(p)")
+            XCTAssertEqual(whole.dx, single.dx, "p = \(p)")
+            XCTAssertEqual(whole.grads, single.grads, "p = \(p)")
+            XCTAssertEqual(whole.y, two.y, "p = \(p)")
+            XCTAssertEqual(whole.grads, two.grads, "p = \(p)")
+            XCTAssertNotEqual(whole.grads.filter { $0 != 0 }.count, 0)
+        }
+    }
+
+    func testBlocksCoverTheBatchInOrder() {
+        XCTAssertEqual(Array(RowBlocks(batch: 5, time: 4, rows: 8)), [0 ..< 2, 2 ..< 4, 4 ..< 5])
+        XCTAssertEqual(Array(RowBlocks(batch: 3, time: 4, rows: 3)), [0 ..< 1, 1 ..< 2, 2 ..< 3], "at least one sequence")
+        XCTAssertEqual(Array(RowBlocks(batch: 0, time: 4, rows: 8)), [])
+        XCTAssertEqual(RowBlocks.rows(batch: 16, time: 128, width: 512) % 128, 0, "whole sequences")
+        XCTAssertLessThanOrEqual(RowBlocks.rows(batch: 1, time: 128, width: 512), 128, "no more than the batch")
+    }
+}
+
 final class CrossEntropyTests: XCTestCase {
     func testLossAndGradientWithIgnoreIndex() {
         let N = 4, V = 5
