@@ -139,9 +139,8 @@ static AVX512 int64_t scores_gradient_groups16(const float *p, float *dp, int64_
 
 // MARK: - rows
 
-/* s[0..len) ← exp(scale·s − scale·max s), s[len..n) ← 0 (n a multiple of 8); returns the log of
- * the row's softmax denominator, lse = scale·max + log Σ, and its reciprocal Σ⁻¹ in *inv. */
-static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv, int wide) {
+/* The largest of s[0..len) (−∞ for none): eight lanes, then the tail. */
+static inline float row_max(const float *s, int64_t len) {
     int64_t j = 0;
     float m = -INFINITY;
     if (len >= 8) {
@@ -150,17 +149,42 @@ static float exp_row(float *s, int64_t len, int64_t n, float scale, float *inv, 
         m = hmax8(mv);
     }
     for (; j < len; j++) m = s[j] > m ? s[j] : m;
-    const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(scale * m);
+    return m;
+}
+
+/* s[0..len) ← exp(scale·s − shift), s[len..n) ← 0 (n a multiple of 8); returns their sum in
+ * eight lanes (added in order of j). */
+static inline __m256 exp_sum_row(float *s, int64_t len, int64_t n, float scale, float shift, int wide) {
+    const __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(shift);
     __m256 sum = _mm256_setzero_ps();
-    for (j = wide ? exp_groups16(s, len, n, scale, scale * m, &sum) : 0; j < n; j += 8) {
+    for (int64_t j = wide ? exp_groups16(s, len, n, scale, shift, &sum) : 0; j < n; j += 8) {
         __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + j), vs, vm));
         if (j + 8 > len) e = keep_below(e, j, len);
         _mm256_storeu_ps(s + j, e);
         sum = _mm256_add_ps(sum, e);
     }
-    const float total = hsum8(sum);
-    *inv = 1.0f / total;
-    return scale * m + logf(total);
+    return sum;
+}
+
+/* The softmax numerators of a block's nr rows (rows Tp apart; row r has len(r) = t0 + r + 1 keys
+ * when causal, T otherwise, and is n wide): s ← exp(scale·s − scale·max s) with zeros past len,
+ * the reciprocal of each row's sum into inv[r] and, with lse, the log of its softmax denominator,
+ * scale·max + log Σ, into lse[r]. Every row takes its own operations in its own order; the rows go
+ * through each pass side by side (maxima, then exponentials, then divisions and logarithms), so one
+ * row's chain of dependent steps does not hold up the next. */
+static void exp_rows(float *P, int64_t Tp, int64_t nr, int64_t t0, int causal, int64_t T, int64_t n, float scale,
+                     float *inv, float *lse, int wide) {
+    float m[MR], total[MR];
+    for (int64_t r = 0; r < nr; r++) m[r] = row_max(P + r * Tp, causal ? t0 + r + 1 : T);
+    for (int64_t r = 0; r < nr; r++)
+        total[r] = hsum8(exp_sum_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale, scale * m[r], wide));
+    for (int64_t r = 0; r < nr; r++) inv[r] = 1.0f / total[r];
+    if (lse)
+        for (int64_t r = 0; r < nr; r++) {
+            float top = scale * m[r];
+            __asm__("" : "+x"(top)); /* rounded before the sum (no fused multiply-add), as always */
+            lse[r] = top + logf(total[r]);
+        }
 }
 
 /* s[0..len) ← exp(scale·s − lse) (the probabilities, from the forward's row statistic),
@@ -199,10 +223,7 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
         rows_in(q, ld, t0, nr, hs, QB);
         block_product(QB, hs, 1, hs, KT, Tp, n, P, Tp, MR, NULL);
         float inv[MR] = {0};
-        for (int64_t r = 0; r < nr; r++) {
-            const float l = exp_row(P + r * Tp, causal ? t0 + r + 1 : T, n, scale, &inv[r], wide);
-            if (lse) lse[t0 + r] = l;
-        }
+        exp_rows(P, Tp, nr, t0, causal, T, n, scale, inv, lse ? lse + t0 : NULL, wide);
         block_product(P, Tp, 1, keys, v, ld, hs, y + t0 * ldy, ldy, nr, inv);
     }
 }
