@@ -57,13 +57,8 @@ public struct FeedForward: Sendable {
     /// Packs both weights for the forward (`backward` false) or backward products of the blocks
     /// that follow.
     public func pack(backward: Bool, _ scratch: Scratch, _ arena: ParameterArena) {
-        if backward {
-            cFc.packBackward(into: scratch.packFc, arena)
-            cProj.packBackward(into: scratch.packProj, arena)
-        } else {
-            cFc.packForward(into: scratch.packFc, arena)
-            cProj.packForward(into: scratch.packProj, arena)
-        }
+        cFc.pack(backward: backward, into: scratch.packFc, arena)
+        cProj.pack(backward: backward, into: scratch.packProj, arena)
     }
 
     /// x (B, T, C) → out (B, T, C) for the whole batch, block by block; with `residual`

@@ -39,14 +39,11 @@ public struct Linear: Sendable {
                                    bias: bias.map { UnsafePointer(arena.param($0)) }, adding: residual, into: y)
     }
 
-    /// Packs the weight for `forward(packed:)` (x·Wᵀ) over several blocks of rows.
-    public func packForward(into p: RowProduct.PackedWeight, _ arena: ParameterArena) {
-        p.pack(UnsafePointer(arena.param(weight)), ldw: inFeatures, transposed: true, k: inFeatures, outputs: outFeatures)
-    }
-
-    /// Packs the weight for `backward(packed:)` (dy·W) over several blocks of rows.
-    public func packBackward(into p: RowProduct.PackedWeight, _ arena: ParameterArena) {
-        p.pack(UnsafePointer(arena.param(weight)), ldw: inFeatures, transposed: false, k: outFeatures, outputs: inFeatures)
+    /// Packs the weight for several blocks of rows: for `forward(packed:)` (x·Wᵀ), or with
+    /// `backward` for `backward(packed:)` (dy·W).
+    public func pack(backward: Bool, into p: RowProduct.PackedWeight, _ arena: ParameterArena) {
+        let (k, outputs) = backward ? (outFeatures, inFeatures) : (inFeatures, outFeatures)
+        p.pack(UnsafePointer(arena.param(weight)), ldw: inFeatures, transposed: !backward, k: k, outputs: outputs)
     }
 
     /// Accumulates dW += dyᵀ·x, db += Σ dy and, when `dx` is given, dx += dy·W

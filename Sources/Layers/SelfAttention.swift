@@ -77,13 +77,8 @@ public struct SelfAttention: Sendable {
     /// Packs both weights for the forward (`backward` false) or backward products of the blocks
     /// that follow.
     public func pack(backward: Bool, _ scratch: Scratch, _ arena: ParameterArena) {
-        if backward {
-            cAttn.packBackward(into: scratch.packAttn, arena)
-            cProj.packBackward(into: scratch.packProj, arena)
-        } else {
-            cAttn.packForward(into: scratch.packAttn, arena)
-            cProj.packForward(into: scratch.packProj, arena)
-        }
+        cAttn.pack(backward: backward, into: scratch.packAttn, arena)
+        cProj.pack(backward: backward, into: scratch.packProj, arena)
     }
 
     /// x (B, T, C) → out (B, T, C) for the whole batch, block by block; with `residual`
