@@ -31,6 +31,7 @@ public struct Linear: Sendable {
                         packed: RowProduct.PackedWeight? = nil) {
         // each output tile starts as the bias (and residual) and is written once (RowProduct)
         if let packed {
+            precondition(packed.k == inFeatures && packed.outputs == outFeatures, "Linear.forward: the weight is not packed for x·Wᵀ")
             RowProduct.times(x, ldx: inFeatures, rows: N, packed, bias: bias.map { UnsafePointer(arena.param($0)) },
                              initial: residual, ldi: outFeatures, into: y, ldy: outFeatures)
             return
@@ -61,6 +62,7 @@ public struct Linear: Sendable {
         RowProduct.accumulateTransposedTimes(dy, x, rows: N, outputs: O, k: I, into: arena.grad(weight),
                                              columnSums: bias.map { arena.grad($0) }, normalizing: norm)
         if let dx, let packed {
+            precondition(packed.k == O && packed.outputs == I, "Linear.backward: the weight is not packed for dy·W")
             RowProduct.times(dy, ldx: O, rows: N, packed, initial: accumulateInput ? UnsafePointer(dx) : nil, ldi: I,
                              multiplying: m, into: dx, ldy: I)
         } else if let dx {
