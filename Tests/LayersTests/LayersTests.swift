@@ -271,23 +271,38 @@ final class ThreadSplitTests: XCTestCase {
         let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 4, causal: true, gelu: .erf, dropout: 0, site: 20)
         let arena = randomArena(layout, seed: 5)
         let x = FloatBuffer(randomValues(B * T * C, seed: 6)), dout = FloatBuffer(randomValues(B * T * C, seed: 7))
-        func run(threads: Int) -> (y: [Float], dx: [Float], grads: [Float]) {
+        func run(threads: Int) -> BlockStep {
             let saved = BLAS.threads
             BLAS.setThreads(1)
             Parallel.setThreads(threads)
             defer { BLAS.setThreads(saved) }
-            let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 4, dropout: false)
-            let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: 4, dropout: false)
-            let y = FloatBuffer(count: B * T * C), dx = FloatBuffer(count: B * T * C)
-            arena.gradients.zero()
-            block.forward(x.pointer, y.pointer, acts, scratch, batch: B, time: T, firstSample: 0, seed: 1, training: true, arena)
-            block.backward(dout.pointer, x.pointer, dx.pointer, acts, scratch, batch: B, time: T, training: true, arena)
-            return (y.array, dx.array, arena.gradients.array)
+            return BlockStep(block, arena, x: x, dout: dout, batch: B, time: T, nHead: 4, dropout: false)
         }
         let one = run(threads: 1), two = run(threads: 2)
         XCTAssertEqual(one.y, two.y)
         XCTAssertEqual(one.dx, two.dx)
         XCTAssertEqual(one.grads, two.grads)
+    }
+}
+
+/// One forward and backward of a transformer block from zeroed gradients, for comparisons to the
+/// bit: its output, input gradient and parameter gradients.
+struct BlockStep {
+    let y, dx, grads: [Float]
+
+    init(_ block: TransformerBlock, _ arena: ParameterArena, x: FloatBuffer, dout: FloatBuffer, batch B: Int, time T: Int,
+         nHead: Int, dropout: Bool, rows: Int? = nil, firstSample: Int = 0) {
+        let C = block.dim
+        let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: nHead, dropout: dropout)
+        let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: nHead, dropout: dropout, rows: rows)
+        let out = FloatBuffer(count: B * T * C), din = FloatBuffer(count: B * T * C)
+        arena.gradients.zero()
+        block.forward(x.pointer, out.pointer, acts, scratch, batch: B, time: T, firstSample: firstSample, seed: 1,
+                      training: true, arena)
+        block.backward(dout.pointer, x.pointer, din.pointer, acts, scratch, batch: B, time: T, training: true, arena)
+        y = out.array
+        dx = din.array
+        grads = arena.gradients.array
     }
 }
 
@@ -301,20 +316,15 @@ final class RowBlocksTests: XCTestCase {
             let block = TransformerBlock(&layout, name: "h.0", dim: C, nHead: 2, causal: true, gelu: .erf, dropout: p, site: 20)
             let arena = randomArena(layout, seed: 8)
             let x = FloatBuffer(randomValues(B * T * C, seed: 9)), dout = FloatBuffer(randomValues(B * T * C, seed: 10))
-            func run(rows: Int) -> (y: [Float], dx: [Float], grads: [Float]) {
-                let acts = TransformerBlock.Activations(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0)
-                let scratch = TransformerBlock.Scratch(batch: B, time: T, dim: C, nHead: 2, dropout: p > 0, rows: rows)
-                let y = FloatBuffer(count: B * T * C), dx = FloatBuffer(count: B * T * C)
-                arena.gradients.zero()
-                block.forward(x.pointer, y.pointer, acts, scratch, batch: B, time: T, firstSample: 4, seed: 1, training: true, arena)
-                block.backward(dout.pointer, x.pointer, dx.pointer, acts, scratch, batch: B, time: T, training: true, arena)
-                return (y.array, dx.array, arena.gradients.array)
+            func run(rows: Int) -> BlockStep {
+                BlockStep(block, arena, x: x, dout: dout, batch: B, time: T, nHead: 2, dropout: p > 0, rows: rows, firstSample: 4)
             }
             let whole = run(rows: B * T), single = run(rows: T), two = run(rows: 2 * T + 1)
             XCTAssertEqual(whole.y, single.y, "p = \(p)")
             XCTAssertEqual(whole.dx, single.dx, "p = \(p)")
             XCTAssertEqual(whole.grads, single.grads, "p = \(p)")
             XCTAssertEqual(whole.y, two.y, "p = \(p)")
+            XCTAssertEqual(whole.dx, two.dx, "p = \(p)")
             XCTAssertEqual(whole.grads, two.grads, "p = \(p)")
             XCTAssertNotEqual(whole.grads.filter { $0 != 0 }.count, 0)
         }
