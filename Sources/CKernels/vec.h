@@ -5,8 +5,6 @@
  *   VFN(f)   f8 or f16 (the function name at this width)
  *   VTARGET  the function attribute the width needs
  *   VBITS / VFLOATS  reinterpret floats as ints and back
- *   VSIGNSELECT(neg, pos, x)  neg where x has its sign bit set, else pos
- *   VSELECTGE(a, b, yes, no)  yes where a ≥ b, else no
  * Included with VW undefined, it only clears them: a file that instantiates a template does
  * so when done, so that no V or VOP reaches the code that follows.
  * Both widths then take the same operations in the same order on every lane: elementwise
@@ -19,8 +17,6 @@
 #undef VTARGET
 #undef VBITS
 #undef VFLOATS
-#undef VSIGNSELECT
-#undef VSELECTGE
 #if VW == 8
 #define V __m256
 #define VI __m256i
@@ -29,8 +25,6 @@
 #define VTARGET
 #define VBITS(x) _mm256_castps_si256(x)
 #define VFLOATS(x) _mm256_castsi256_ps(x)
-#define VSIGNSELECT(neg, pos, x) _mm256_blendv_ps(pos, neg, x)
-#define VSELECTGE(a, b, yes, no) _mm256_blendv_ps(no, yes, _mm256_cmp_ps(a, b, _CMP_GE_OQ))
 #elif VW == 16
 #define V __m512
 #define VI __m512i
@@ -39,8 +33,6 @@
 #define VTARGET __attribute__((target("avx512f,avx512dq")))
 #define VBITS(x) _mm512_castps_si512(x)
 #define VFLOATS(x) _mm512_castsi512_ps(x)
-#define VSIGNSELECT(neg, pos, x) _mm512_mask_blend_ps(_mm512_movepi32_mask(VBITS(x)), pos, neg)
-#define VSELECTGE(a, b, yes, no) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ), no, yes)
 #elif defined(VW)
 #error "VW must be 8 or 16"
 #endif

@@ -197,6 +197,28 @@ final class CKernelsTests: XCTestCase {
         XCTAssertEqual(narrowD.map(\.bitPattern), wideD.map(\.bitPattern), "gelu'")
     }
 
+    /// Past |x| = 3.92·√2 the clamped erf is exactly ±1: gelu(x) = x on the right and 0 on the
+    /// left; gelu'(x) = Φ(x) + x·φ(x) is 1 + x·φ(x) on the right (exactly 1 from 9 on) and x·φ(x) on the left.
+    func testGELUTailsAreExact() {
+        for avx512 in RowProductTests.paths {
+            lk_set_isa_avx512(avx512 ? 1 : 0)
+            let far: [Float] = [5.544, 5.6, 6, 9, 20, 1e4]
+            let x = far + far.map { -$0 } + [.nan]
+            var out = [Float](repeating: 1, count: x.count), out2 = out, d = x
+            lk_gelu_erf_forward(x, &out, Int64(x.count))
+            lk_gelu_erf_forward_derivative(&d, &out2, Int64(x.count))
+            for (i, v) in far.enumerated() {
+                XCTAssertEqual(out[i], v, "gelu(\(v))")
+                XCTAssertEqual(out[far.count + i], 0, "gelu(-\(v))")
+                let xphi = Double(v) * Foundation.exp(-0.5 * Double(v) * Double(v)) / (2 * Double.pi).squareRoot()
+                XCTAssertEqual(Double(d[i]), 1 + xphi, accuracy: 1e-7, "gelu'(\(v))")
+                XCTAssertEqual(Double(d[far.count + i]), -xphi, accuracy: 1e-7, "gelu'(-\(v))")
+                if v >= 9 { XCTAssertEqual(d[i], 1, "gelu'(\(v))") }
+            }
+            XCTAssertTrue(out[x.count - 1].isNaN && d[x.count - 1].isNaN, "NaN in, NaN out")
+        }
+    }
+
     func checkGELU(label: String) {
         let x = randomValues(1003, seed: 5, std: 3)
         var out = [Float](repeating: 0, count: x.count), out2 = out, d = x
