@@ -103,6 +103,33 @@ final class LayerNormTests: XCTestCase {
         XCTAssert(plain.array.contains { $0 != 0 })
     }
 
+    /// Widths that leave the forward's four accumulators 0–3 groups of 8 past whole rounds of
+    /// 32, with and without a tail, against a double-precision reference.
+    func testForwardMatchesTheDefinitionAtEveryWidth() {
+        for C in [3, 8, 16, 24, 32, 40, 59, 64, 88, 128, 131] {
+            var layout = ParameterLayout()
+            let ln = LayerNorm(&layout, name: "ln", dim: C)
+            let arena = randomArena(layout, seed: UInt64(C))
+            let rows = 3
+            let x = FloatBuffer(randomValues(rows * C, seed: UInt64(100 + C)).map { $0 * 3 + 0.5 }), y = FloatBuffer(count: rows * C)
+            let mean = FloatBuffer(count: rows), rstd = FloatBuffer(count: rows)
+            ln.forward(x.pointer, y.pointer, mean: mean.pointer, rstd: rstd.pointer, rows: rows, arena)
+            let w = (0 ..< C).map { Double(arena.parameters[$0]) }, b = (0 ..< C).map { Double(arena.parameters[C + $0]) }
+            for r in 0 ..< rows {
+                let xs = (0 ..< C).map { Double(x[r * C + $0]) }
+                let m = xs.reduce(0, +) / Double(C)
+                let v = xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(C)
+                let sd = (v + 1e-5).squareRoot()
+                XCTAssertEqual(Double(mean[r]), m, accuracy: 1e-6 * max(1, abs(m)), "mean, C = \(C)")
+                XCTAssertEqual(Double(rstd[r]), 1 / sd, accuracy: 1e-5 / sd, "rstd, C = \(C)")
+                for c in 0 ..< C {
+                    XCTAssertEqual(Double(y[r * C + c]), (xs[c] - m) / sd * w[c] + b[c], accuracy: 1e-5 * (1 + abs(w[c]) * 3),
+                                   "y[\(r), \(c)], C = \(C)")
+                }
+            }
+        }
+    }
+
     func testNormalisesWithBiasedVariance() {
         var layout = ParameterLayout()
         let ln = LayerNorm(&layout, name: "ln", dim: 4)
