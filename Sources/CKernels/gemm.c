@@ -35,6 +35,11 @@ void lk_gemm_pack(const float *w, int64_t ldw, int transposed, int64_t K, int64_
                     for (int64_t k = j0 + 8 <= width ? K8 : 0; k < K; k++)
                         panel[k * TC + j] = j < width ? w[(o0 + j) * ldw + k] : 0;
             }
+        } else if (width == TC) { /* b[k][o] = w[k][o]: sixteen floats a row, two vectors */
+            for (int64_t k = 0; k < K; k++) {
+                _mm256_storeu_ps(panel + k * TC, _mm256_loadu_ps(w + k * ldw + o0));
+                _mm256_storeu_ps(panel + k * TC + 8, _mm256_loadu_ps(w + k * ldw + o0 + 8));
+            }
         } else {
             for (int64_t k = 0; k < K; k++) {
                 const float *row = w + k * ldw + o0;
