@@ -17,8 +17,7 @@ public enum CrossEntropy {
         for n in 0 ..< N {
             let l = logits + n * V, p = probs + n * V
             let mx = VectorMath.max(l, V)
-            p.update(from: l, count: V)
-            let s = VectorMath.expShiftedInPlace(p, V, shift: mx)
+            let s = VectorMath.expShifted(l, into: p, V, shift: mx)
             let inv = 1 / s
             for v in 0 ..< V { p[v] *= inv }
             let t = targets[n]

@@ -50,14 +50,15 @@ public enum VectorMath {
         return m.max()
     }
 
-    /// x[i] = e^(x[i] − shift) in place; returns Σ of the results.
+    /// out[i] = e^(x[i] − shift) (out may be x); returns Σ of the results.
     @inlinable @inline(__always)
-    public static func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
+    public static func expShifted(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, _ n: Int,
+                                  shift: Float) -> Float {
         var s = V.zero
         var i = 0
         while i + 8 <= n {
             let e = exp(UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - shift)
-            UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: V.self)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: e, as: V.self)
             s += e
             i += 8
         }
@@ -65,7 +66,7 @@ public enum VectorMath {
         if i < n {
             let m = n - i
             let e = exp(load(x + i, m) - shift)
-            for k in 0 ..< m { x[i + k] = e[k]; total += e[k] }
+            for k in 0 ..< m { out[i + k] = e[k]; total += e[k] }
         }
         return total
     }
@@ -74,8 +75,7 @@ public enum VectorMath {
     @inlinable @inline(__always)
     public static func softmax(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
         let mx = max(x, n)
-        if UnsafePointer(out) != x { out.update(from: x, count: n) }
-        let inv = 1 / expShiftedInPlace(out, n, shift: mx)
+        let inv = 1 / expShifted(x, into: out, n, shift: mx)
         var i = 0
         while i < n { let m = Swift.min(8, n - i); store(load(out + i, m) * inv, out + i, m); i += 8 }
     }
