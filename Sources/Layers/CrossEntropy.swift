@@ -16,10 +16,7 @@ public enum CrossEntropy {
         var loss = 0.0, count = 0
         for n in 0 ..< N {
             let l = logits + n * V, p = probs + n * V
-            let mx = VectorMath.max(l, V)
-            let s = VectorMath.expShifted(l, into: p, V, shift: mx)
-            let inv = 1 / s
-            for v in 0 ..< V { p[v] *= inv }
+            let (mx, s) = VectorMath.softmax(l, p, V)
             let t = targets[n]
             if t == ignoreIndex { continue }
             precondition(t >= 0 && Int(t) < V, "target \(t) out of range 0..<\(V)")

@@ -71,12 +71,15 @@ public enum VectorMath {
         return total
     }
 
-    /// Softmax of x[0..<n] written to out (may alias x).
-    @inlinable @inline(__always)
-    public static func softmax(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+    /// Softmax of x[0..<n] written to out (may alias x); returns the largest x and Σ e^(x − max)
+    /// (what a log-sum-exp needs).
+    @inlinable @inline(__always) @discardableResult
+    public static func softmax(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int)
+        -> (max: Float, sum: Float) {
         let mx = max(x, n)
-        let inv = 1 / expShifted(x, into: out, n, shift: mx)
+        let sum = expShifted(x, into: out, n, shift: mx), inv = 1 / sum
         var i = 0
         while i < n { let m = Swift.min(8, n - i); store(load(out + i, m) * inv, out + i, m); i += 8 }
+        return (mx, sum)
     }
 }

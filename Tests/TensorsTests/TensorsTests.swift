@@ -156,11 +156,13 @@ final class VectorMathTests: XCTestCase {
         for n in [1, 5, 8, 13, 64] {
             let x = randomValues(n, seed: UInt64(n), std: 3)
             let out = FloatBuffer(count: n)
-            x.withUnsafeBufferPointer { VectorMath.softmax($0.baseAddress!, out.pointer, n) }
+            let (top, sum) = x.withUnsafeBufferPointer { VectorMath.softmax($0.baseAddress!, out.pointer, n) }
             let m = x.max()!
             let e = x.map { Foundation.exp(Double($0 - m)) }
             let s = e.reduce(0, +)
             assertClose(out.array, e.map { Float($0 / s) }, relative: 1e-6, "softmax n=\(n)")
+            XCTAssertEqual(top, m, "the max it shifted by, n=\(n)")
+            XCTAssertEqual(Double(sum), s, accuracy: 1e-6 * s, "Σ e^(x − max), n=\(n)")
         }
     }
 }
