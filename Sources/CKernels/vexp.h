@@ -10,7 +10,7 @@
 #endif
 
 static inline VTARGET V VFN(exp)(V x) {
-    x = VOP(min_ps)(VOP(max_ps)(x, VOP(set1_ps)(-87.3f)), VOP(set1_ps)(88.37f));
+    x = VOP(min_ps)(VOP(set1_ps)(88.37f), VOP(max_ps)(VOP(set1_ps)(-87.3f), x)); /* a NaN stays NaN */
     const V magic = VOP(set1_ps)(12582912.0f);
     V t = VOP(fmadd_ps)(x, VOP(set1_ps)(1.44269504088896341f), magic);
     V n = VOP(sub_ps)(t, magic);

@@ -1,7 +1,4 @@
-import Tensors
-#if canImport(Glibc)
-import Glibc
-#endif
+import CKernels
 
 /// Softmax cross-entropy over the last dimension, with an ignore index.
 public enum CrossEntropy {
@@ -9,22 +6,16 @@ public enum CrossEntropy {
     public static let ignoreIndex: Int32 = -1
 
     /// logits (N, V) → probs (N, V). Returns the summed loss (Double) and the number of
-    /// counted (non-ignored) targets. Targets must be in 0..<V or the ignore index.
+    /// counted (non-ignored) targets. Targets must be in 0..<V or the ignore index. One pass per
+    /// row in C (`lk_cross_entropy_forward`): max, e^(x − max) with their sum, probabilities, and
+    /// −log p_t in log-sum-exp form, log Σ e^(x − max) − (x_t − max).
     public static func forward(logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
                                probs: UnsafeMutablePointer<Float>, rows N: Int, vocab V: Int)
         -> (loss: Double, count: Int) {
-        var loss = 0.0, count = 0
-        for n in 0 ..< N {
-            let l = logits + n * V, p = probs + n * V
-            let (mx, s) = VectorMath.softmax(l, p, V)
-            let t = targets[n]
-            if t == ignoreIndex { continue }
-            precondition(t >= 0 && Int(t) < V, "target \(t) out of range 0..<\(V)")
-            // log-sum-exp form for accuracy: -log p_t = log Σ e^(l - mx) - (l_t - mx)
-            loss += Double(logf(s) - (l[Int(t)] - mx))
-            count += 1
-        }
-        return (loss, count)
+        var loss = 0.0, count: Int64 = 0
+        let bad = lk_cross_entropy_forward(logits, targets, probs, Int64(N), Int64(V), ignoreIndex, &loss, &count)
+        precondition(bad < 0, "target \(bad < 0 ? 0 : targets[Int(bad)]) out of range 0..<\(V)")
+        return (loss, Int(count))
     }
 
     /// dlogits = (probs − onehot(target)) · scale for counted rows, 0 for ignored rows

@@ -140,29 +140,77 @@ final class ArenaTests: XCTestCase {
     }
 }
 
-final class VectorMathTests: XCTestCase {
-    func testExpMatchesTheLibrary() {
-        var worstExp: Float = 0
-        var x: Float = -20
-        while x < 20 {
-            worstExp = max(worstExp, abs(VectorMath.exp(VectorMath.V(repeating: x))[0] - Foundation.exp(x)) / Foundation.exp(x))
-            x += 0.00731
-        }
-        XCTAssertLessThan(worstExp, 4e-7, "relative error of exp")
-        XCTAssertEqual(VectorMath.exp(VectorMath.V(repeating: -200))[0], 0, accuracy: 1e-37)
+/// The cross-entropy kernel against double precision, at row lengths that take the sixteen-lane,
+/// eight-lane and one-at-a-time parts, on every path the CPU has.
+final class CrossEntropyKernelTests: XCTestCase {
+    override func tearDown() {
+        lk_set_isa_avx512(1) // back to the default: the best path the CPU has
+        super.tearDown()
     }
 
-    func testSoftmaxWithTails() {
-        for n in [1, 5, 8, 13, 64] {
-            let x = randomValues(n, seed: UInt64(n), std: 3)
-            let out = FloatBuffer(count: n)
-            let (top, sum) = x.withUnsafeBufferPointer { VectorMath.softmax($0.baseAddress!, out.pointer, n) }
-            let m = x.max()!
-            let e = x.map { Foundation.exp(Double($0 - m)) }
-            let s = e.reduce(0, +)
-            assertClose(out.array, e.map { Float($0 / s) }, relative: 1e-6, "softmax n=\(n)")
-            XCTAssertEqual(top, m, "the max it shifted by, n=\(n)")
-            XCTAssertEqual(Double(sum), s, accuracy: 1e-6 * s, "Σ e^(x − max), n=\(n)")
+    /// (probabilities, loss, count, the bad row or −1) for rows of `width`
+    func run(_ logits: [Float], _ targets: [Int32], width V: Int) -> ([Float], Double, Int64, Int64) {
+        var probs = [Float](repeating: .nan, count: logits.count), loss = -1.0, count: Int64 = -1
+        let bad = lk_cross_entropy_forward(logits, targets, &probs, Int64(targets.count), Int64(V), -1, &loss, &count)
+        return (probs, loss, count, bad)
+    }
+
+    func testMatchesDoublePrecision() {
+        for avx512 in RowProductTests.paths {
+            lk_set_isa_avx512(avx512 ? 1 : 0)
+            for V in [1, 5, 8, 13, 16, 24, 31, 64, 256, 263] {
+                let N = 3
+                let x = randomValues(N * V, seed: UInt64(V), std: 3)
+                let targets: [Int32] = [Int32(V - 1), -1, Int32(V / 2)]
+                let (probs, loss, count, bad) = run(x, targets, width: V)
+                XCTAssertEqual(bad, -1)
+                XCTAssertEqual(count, 2, "the ignored row does not count, V=\(V)")
+                var expected = 0.0
+                for n in 0 ..< N {
+                    let row = x[n * V ..< (n + 1) * V].map(Double.init)
+                    let m = row.max()!
+                    let e = row.map { Foundation.exp($0 - m) }
+                    let s = e.reduce(0, +)
+                    assertClose(Array(probs[n * V ..< (n + 1) * V]), e.map { Float($0 / s) }, relative: 1e-6, "softmax V=\(V) row \(n)")
+                    if targets[n] >= 0 { expected += Foundation.log(s) - (row[Int(targets[n])] - m) }
+                }
+                XCTAssertEqual(loss, expected, accuracy: 2e-6 * max(1, expected), "Σ −log p_t, V=\(V)")
+            }
+        }
+    }
+
+    /// Sixteen lanes give the eight-lane bits (the sums add in the same order).
+    func testWidthsAgreeToTheBit() throws {
+        try XCTSkipIf(RowProductTests.paths.count < 2, "this CPU has no AVX-512")
+        for V in [16, 40, 256, 263] {
+            let x = randomValues(7 * V, seed: 11, std: 5)
+            let targets = (0 ..< 7).map { Int32($0 * 3 % V) }
+            lk_set_isa_avx512(0)
+            let narrow = run(x, targets, width: V)
+            lk_set_isa_avx512(1)
+            let wide = run(x, targets, width: V)
+            let differ = zip(narrow.0, wide.0).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differ, 0, "probabilities that differ, V=\(V)")
+            XCTAssertEqual(narrow.1.bitPattern, wide.1.bitPattern, "loss, V=\(V)")
+        }
+    }
+
+    /// Far below the max, e^x underflows to (almost) zero instead of wrapping its exponent; a NaN
+    /// logit makes its row NaN and leaves the others alone; a target out of range names its row.
+    func testEdges() {
+        for avx512 in RowProductTests.paths {
+            lk_set_isa_avx512(avx512 ? 1 : 0)
+            var x = [Float](repeating: 0, count: 2 * 24)
+            x[1] = -200
+            x[24 + 5] = .nan
+            let (probs, loss, _, bad) = run(x, [0, 0], width: 24)
+            XCTAssertEqual(bad, -1)
+            XCTAssertEqual(probs[1], 0, accuracy: 1e-37, "e^-200")
+            XCTAssertEqual(Double(probs[0]), 1.0 / 23, accuracy: 1e-7)
+            XCTAssertTrue(probs[24 ..< 48].allSatisfy(\.isNaN), "the NaN row")
+            XCTAssertTrue(loss.isNaN, "the NaN row's loss")
+            XCTAssertEqual(run([Float](repeating: 0, count: 3 * 8), [1, 8, 2], width: 8).3, 1, "target 8 of 8")
+            XCTAssertEqual(run([Float](repeating: 0, count: 2 * 8), [0, -2], width: 8).3, 1, "target -2")
         }
     }
 }

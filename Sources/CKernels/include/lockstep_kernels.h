@@ -1,13 +1,13 @@
 #ifndef LOCKSTEP_KERNELS_H
 #define LOCKSTEP_KERNELS_H
 /*
- * The numeric kernels written in C with AVX2/FMA: GELU, Adam/AdamW, LayerNorm, attention, and
- * the products behind the Linear layers' forward, input gradient and weight gradient (these also
- * in AVX-512, chosen at run time, with identical results).
+ * The numeric kernels written in C with AVX2/FMA: GELU, cross-entropy, Adam/AdamW, LayerNorm,
+ * attention, and the products behind the Linear layers' forward, input gradient and weight
+ * gradient (these also in AVX-512, chosen at run time, with identical results).
  */
 #include <stdint.h>
 
-/* isa.c: 1 when the products, attention and GELU run in AVX-512 (the CPU has it and
+/* isa.c: 1 when the products, attention, GELU and cross-entropy run in AVX-512 (the CPU has it and
  * LOCKSTEP_KERNELS is not avx2) */
 int lk_isa_avx512(void);
 int lk_isa_avx512_available(void);
@@ -18,6 +18,12 @@ int lk_set_isa_avx512(int enabled);
 void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 /* out[i] = gelu(x[i]) and x[i] replaced by gelu'(x[i]): backward's recomputation in one pass */
 void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
+
+/* Softmax cross-entropy of N rows of V logits (crossentropy.c): probs = softmax of each row;
+ * *loss = Σ −log probs[target] over the rows whose target is not `ignore`, *count = their number.
+ * Returns −1, or the first row whose target is neither in 0..<V nor `ignore` (*loss, *count unset). */
+int64_t lk_cross_entropy_forward(const float *logits, const int32_t *targets, float *probs, int64_t N, int64_t V,
+                                 int32_t ignore, double *loss, int64_t *count);
 
 /* Adam over n parameters (optim.c): γ = g·s + l2·p; m = β1·m + (1−β1)·γ; v = β2·v + (1−β2)·γ²;
  * p = p·decay − step_size·m / (√v·inv_bc2_sqrt + eps). AdamW: l2 = 0, decay = 1 − lr·wd;
