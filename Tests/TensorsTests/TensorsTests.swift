@@ -451,8 +451,10 @@ final class RowProductTests: XCTestCase {
 
     func testWeightGradientMatchesTheDefinition() {
         onEveryPathAndThreadCount { setting in
-            // rows past one pass of the kernel (128), partial tiles of w in both directions
-            for (N, O, K) in [(1, 1, 1), (3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 64)] {
+            // rows past one pass of the kernel (128), partial tiles of w in both directions (the
+            // last rows of w, 1 to 5 of them, next to whole strips of b)
+            for (N, O, K) in [(1, 1, 1), (3, 7, 5), (130, 13, 40), (257, 16, 97), (64, 50, 64), (7, 1, 70), (9, 21, 64),
+                              (5, 35, 128)] {
                 let label = "N \(N) O \(O) K \(K) \(setting)"
                 // a and b inside wider rows: the strides are honoured
                 let lda = O + 2, ldb = K + 1
@@ -544,7 +546,8 @@ final class RowProductTests: XCTestCase {
     /// The AVX-512 paths give the AVX2 paths' bits (a job may mix CPUs and stay replicated).
     func testInstructionSetsAgreeToTheBit() throws {
         try XCTSkipIf(Self.paths.count < 2, "this CPU has no AVX-512")
-        for (N, K, O) in [(1, 3, 1), (29, 64, 100), (200, 128, 384), (37, 512, 128), (17, 1030, 100)] {
+        for (N, K, O) in [(1, 3, 1), (29, 64, 100), (200, 128, 384), (37, 512, 128), (17, 1030, 100), (9, 64, 23), (11, 128, 33),
+                          (3, 64, 1)] {
             let x = randomValues(N * K, seed: 11), w = randomValues(O * K, seed: 12), bias = randomValues(O, seed: 13)
             let r = randomValues(N * O, seed: 14), m = randomValues(N * O, seed: 15), g = randomValues(O * K, seed: 16)
             func run() -> [[Float]] {
