@@ -79,29 +79,40 @@ AVX512 void lk_gemm_rows_avx512(const float *x, int64_t ldx, int64_t N, int64_t 
 
 enum { CR = 6, CH = 4 }; /* tile: 6 rows of w × up to 4 vectors (64 columns) */
 
-/* w[r][j] += Σ_{n < N} a[n][r] · strip[n][j] for r < orows and j < min(width, 16·H) (R ≤ CR rows
- * computed and H ≤ CH vectors, constants after inlining); the strip's rows are 16·CH floats apart. */
-INLINE AVX512 void cols_tile(const int R, const int H, const int full, const float *a, int64_t lda, const float *strip,
-                             int64_t N, int orows, int64_t width, float *w, int64_t ldw) {
+/* w[r][j] += Σ_{n < N} a[n][r] · strip[n][j] for r < R and j < min(width, 16·H) (R ≤ CR and H ≤ CH,
+ * constants after inlining); the strip's rows are 16·CH floats apart. */
+INLINE AVX512 void cols_tile(const int R, const int H, const float *a, int64_t lda, const float *strip, int64_t N,
+                             int64_t width, float *w, int64_t ldw) {
     __mmask16 mask[CH];
     __m512 c[CR * CH];
     for (int h = 0; h < H; h++) mask[h] = first_lanes16(width - 16 * h);
     for (int r = 0; r < R; r++)
-        for (int h = 0; h < H; h++)
-            c[r * H + h] = r < orows ? _mm512_maskz_loadu_ps(mask[h], w + r * ldw + 16 * h) : _mm512_setzero_ps();
-    int off[CR]; /* rows past the end read column 0 (computed, never stored); constants for a full tile */
-    for (int r = 0; r < R; r++) off[r] = full || r < orows ? r : 0;
+        for (int h = 0; h < H; h++) c[r * H + h] = _mm512_maskz_loadu_ps(mask[h], w + r * ldw + 16 * h);
     for (int64_t n = 0; n < N; n++) {
         const float *an = a + n * lda, *bn = strip + n * 16 * CH;
         __m512 v[CH];
         for (int h = 0; h < H; h++) v[h] = _mm512_load_ps(bn + 16 * h);
         for (int r = 0; r < R; r++) {
-            const __m512 s = _mm512_set1_ps(an[off[r]]);
+            const __m512 s = _mm512_set1_ps(an[r]);
             for (int h = 0; h < H; h++) c[r * H + h] = _mm512_fmadd_ps(s, v[h], c[r * H + h]);
         }
     }
-    for (int r = 0; r < orows; r++)
+    for (int r = 0; r < R; r++)
         for (int h = 0; h < H; h++) _mm512_mask_storeu_ps(w + r * ldw + 16 * h, mask[h], c[r * H + h]);
+}
+
+/* The tile of the `rows` (≤ CR) rows of w left at this point, at its own height: the last rows,
+ * when O is not a multiple of CR, take no more work than they have. */
+INLINE AVX512 void cols_tile_rows(const int H, int rows, const float *a, int64_t lda, const float *strip, int64_t N,
+                                  int64_t width, float *w, int64_t ldw) {
+    switch (rows) {
+    case CR: cols_tile(CR, H, a, lda, strip, N, width, w, ldw); break;
+    case 5: cols_tile(5, H, a, lda, strip, N, width, w, ldw); break;
+    case 4: cols_tile(4, H, a, lda, strip, N, width, w, ldw); break;
+    case 3: cols_tile(3, H, a, lda, strip, N, width, w, ldw); break;
+    case 2: cols_tile(2, H, a, lda, strip, N, width, w, ldw); break;
+    default: cols_tile(1, H, a, lda, strip, N, width, w, ldw); break;
+    }
 }
 
 AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t N, int64_t O,
@@ -144,17 +155,10 @@ AVX512 void lk_gemm_cols_avx512(const float *a, int64_t lda, const float *b, int
                 const float *ao = ac + o0;
                 float *wo = w + o0 * ldw + k0;
                 const int64_t width = K - k0;
-                if (H == CH) switch (orows) { /* the last rows of w (O not a multiple of CR) in a tile of their own height */
-                    case CR: cols_tile(CR, CH, 1, ao, lda, strip, nn, CR, width, wo, ldw); break;
-                    case 5: cols_tile(5, CH, 1, ao, lda, strip, nn, 5, width, wo, ldw); break;
-                    case 4: cols_tile(4, CH, 1, ao, lda, strip, nn, 4, width, wo, ldw); break;
-                    case 3: cols_tile(3, CH, 1, ao, lda, strip, nn, 3, width, wo, ldw); break;
-                    case 2: cols_tile(2, CH, 1, ao, lda, strip, nn, 2, width, wo, ldw); break;
-                    default: cols_tile(1, CH, 1, ao, lda, strip, nn, 1, width, wo, ldw); break;
-                    }
-                else if (H == 3) cols_tile(CR, 3, 0, ao, lda, strip, nn, orows, width, wo, ldw);
-                else if (H == 2) cols_tile(CR, 2, 0, ao, lda, strip, nn, orows, width, wo, ldw);
-                else cols_tile(CR, 1, 0, ao, lda, strip, nn, orows, width, wo, ldw);
+                if (H == CH) cols_tile_rows(CH, orows, ao, lda, strip, nn, width, wo, ldw);
+                else if (H == 3) cols_tile_rows(3, orows, ao, lda, strip, nn, width, wo, ldw);
+                else if (H == 2) cols_tile_rows(2, orows, ao, lda, strip, nn, width, wo, ldw);
+                else cols_tile_rows(1, orows, ao, lda, strip, nn, width, wo, ldw);
             }
         }
     }
