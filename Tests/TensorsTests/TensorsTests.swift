@@ -179,6 +179,30 @@ final class CrossEntropyKernelTests: XCTestCase {
         }
     }
 
+    /// The kernels' e^x (vexp.h, shared with attention and GELU's derivative) against the library
+    /// over [−20, 0], the arguments its callers give it: in rows of sixteen led by a 0, the row's
+    /// max, each probability over the first is e^x up to one rounding of the product by 1/Σ.
+    func testExponentialsMatchTheLibrary() {
+        for avx512 in RowProductTests.paths {
+            lk_set_isa_avx512(avx512 ? 1 : 0)
+            var xs: [Float] = []
+            var x: Float = -20
+            while x < 0 { xs.append(x); x += 0.00731 }
+            let rows = (xs.count + 14) / 15
+            var logits = [Float](repeating: 0, count: rows * 16)
+            for (i, v) in xs.enumerated() { logits[i / 15 * 16 + 1 + i % 15] = v }
+            let (probs, _, _, bad) = run(logits, [Int32](repeating: 0, count: rows), width: 16)
+            XCTAssertEqual(bad, -1)
+            var worst = 0.0
+            for (i, v) in xs.enumerated() {
+                let row = i / 15 * 16
+                let e = Double(probs[row + 1 + i % 15]) / Double(probs[row])
+                worst = max(worst, abs(e - Foundation.exp(Double(v))) / Foundation.exp(Double(v)))
+            }
+            XCTAssertLessThan(worst, 4e-7 + 6e-8, "relative error of e^x, \(avx512 ? "AVX-512" : "AVX2")")
+        }
+    }
+
     /// Sixteen lanes give the eight-lane bits (the sums add in the same order).
     func testWidthsAgreeToTheBit() throws {
         try XCTSkipIf(RowProductTests.paths.count < 2, "this CPU has no AVX-512")
