@@ -107,7 +107,7 @@ static inline __m256 keep_below(__m256 x, int64_t j, int64_t len) {
 #include "vexp.h"
 #undef VW
 #include "vec.h"
-#define AVX512 __attribute__((noinline, target("avx512f,avx512dq")))
+#define AVX512 __attribute__((noinline, target("avx512f")))
 
 /* s[j] ← exp(scale·s[j] − shift) (zero from len on) for j < n rounded down to 16: exp_row's
  * exponentials, with their sum added into *sum in the eight-lane order (low half, then high
@@ -121,7 +121,7 @@ static AVX512 int64_t exp_groups16(float *s, int64_t len, int64_t n, float scale
         _mm512_storeu_ps(s + j, e);
         if (sum) {
             *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));
-            *sum = _mm256_add_ps(*sum, _mm512_extractf32x8_ps(e, 1));
+            *sum = _mm256_add_ps(*sum, high_half16(e));
         }
     }
     return j;

@@ -19,7 +19,7 @@
 #else
 #define NV 3 /* 8 × 3 accumulators of the 32 registers */
 #define RT 8
-#define ATTRS static __attribute__((noinline, target("avx512f,avx512dq")))
+#define ATTRS static __attribute__((noinline, target("avx512f")))
 #endif
 
 /* RT rows × n vectors of VW lanes at column w0, the last vector's lanes masked to `last` */

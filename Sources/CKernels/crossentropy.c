@@ -19,7 +19,7 @@
 #undef VW
 #include "vec.h" /* clears the width macros */
 
-#define AVX512 __attribute__((noinline, target("avx512f,avx512dq")))
+#define AVX512 __attribute__((noinline, target("avx512f")))
 
 // MARK: - whole groups of sixteen (AVX-512); each returns where the eight-lane loop goes on
 
@@ -39,7 +39,7 @@ static AVX512 int64_t exp_groups16(const float *x, float *out, int64_t n, float 
         const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
         _mm512_storeu_ps(out + i, e);
         *sum = _mm256_add_ps(*sum, _mm512_castps512_ps256(e));
-        *sum = _mm256_add_ps(*sum, _mm512_extractf32x8_ps(e, 1));
+        *sum = _mm256_add_ps(*sum, high_half16(e));
     }
     return i;
 }

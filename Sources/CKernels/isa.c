@@ -1,6 +1,6 @@
 /*
- * Which instruction set the products, attention and GELU run in: AVX-512 (F and DQ) where the CPU
- * has it, else AVX2 + FMA. Both paths form every element with the same operations in the same
+ * Which instruction set the products, attention and GELU run in: AVX-512 where the CPU has its
+ * foundation (F: nothing else of AVX-512 is used), else AVX2 + FMA. Both paths form every element with the same operations in the same
  * order, so their results are identical to the bit (ranks on different CPUs stay replicas).
  * LOCKSTEP_KERNELS=avx2 in the environment keeps a process on the AVX2 path (for comparisons).
  */
@@ -13,7 +13,7 @@ static int selected = -1;
 
 int lk_isa_avx512_available(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 
 int lk_isa_avx512(void) {

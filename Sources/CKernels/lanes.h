@@ -48,6 +48,11 @@ static inline __mmask16 first_lanes16(int64_t width) {
     return width >= 16 ? (__mmask16)0xFFFF : width <= 0 ? (__mmask16)0 : (__mmask16)((1u << width) - 1);
 }
 
+/* The upper eight lanes of a sixteen-lane vector, with AVX-512 F alone (no DQ needed). */
+static inline __attribute__((always_inline, target("avx512f"))) __m256 high_half16(__m512 v) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
 /* exp8 (vexp.h, whose exp16 the AVX-512 kernels use) */
 #define VW 8
 #include "vexp.h"

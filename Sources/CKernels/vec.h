@@ -30,7 +30,7 @@
 #define VI __m512i
 #define VOP(name) _mm512_##name
 #define VFN(f) f##16
-#define VTARGET __attribute__((target("avx512f,avx512dq")))
+#define VTARGET __attribute__((target("avx512f")))
 #define VBITS(x) _mm512_castps_si512(x)
 #define VFLOATS(x) _mm512_castsi512_ps(x)
 #elif defined(VW)

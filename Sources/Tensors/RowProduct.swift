@@ -17,7 +17,7 @@ public enum RowProduct {
     /// True when the products run in AVX-512 (the CPU has it and `LOCKSTEP_KERNELS` is not `avx2`).
     public static var usesAVX512: Bool { lk_isa_avx512() != 0 }
 
-    /// True when the CPU has the AVX-512 the kernels use (F and DQ).
+    /// True when the CPU has the AVX-512 the kernels use (F).
     public static var avx512Available: Bool { lk_isa_avx512_available() != 0 }
 
     /// Chooses the AVX-512 paths (where the CPU has them) or the AVX2 ones; returns whether

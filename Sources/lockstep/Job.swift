@@ -73,7 +73,7 @@ func configureCompute(_ config: Config, override: Int?, ranksOnHost: Int) throws
         break
     case "avx512":
         guard RowProduct.usesAVX512 else {
-            throw ConfigError("LOCKSTEP_KERNELS=avx512, but this CPU lacks AVX-512 (F and DQ): unset it or use avx2")
+            throw ConfigError("LOCKSTEP_KERNELS=avx512, but this CPU lacks AVX-512 (F): unset it or use avx2")
         }
     case let other:
         throw ConfigError("LOCKSTEP_KERNELS=\(other) is not a kernel choice: use avx2, avx512 or auto (or unset it)")
