@@ -501,6 +501,61 @@ final class RowProductTests: XCTestCase {
         }
     }
 
+    /// The LayerNorm kernels over many rows equal, to the bit, the same rows one call at a time (as
+    /// threads split them): outputs, statistics, dx (with a base, and in place over it) and the
+    /// weight and bias gradients, which take the rows' terms in row order either way; widths with
+    /// and without a scalar tail.
+    func testLayerNormOverManyRowsEqualsRowsOneAtATime() {
+        for (N, C) in [(7, 128), (9, 130), (4, 36), (13, 5)] {
+            let label = "N \(N) C \(C)"
+            let x = randomValues(N * C, seed: UInt64(N + C), std: 3), dout = randomValues(N * C, seed: 41)
+            let base = randomValues(N * C, seed: 42), gamma = randomValues(C, seed: 43), beta = randomValues(C, seed: 44)
+            let dw0 = randomValues(C, seed: 45), db0 = randomValues(C, seed: 46)
+            var out = [Float](repeating: 0, count: N * C), mean = [Float](repeating: 0, count: N), rstd = mean
+            lk_layernorm_forward(x, &out, &mean, &rstd, gamma, beta, Int64(N), Int64(C), 1e-5)
+            var dw = dw0, db = db0, dx = [Float](repeating: 0, count: N * C)
+            lk_layernorm_backward(dout, x, mean, rstd, gamma, &dw, &db, &dx, base, Int64(N), Int64(C))
+            var inPlace = base, dwInPlace = dw0, dbInPlace = db0
+            inPlace.withUnsafeMutableBufferPointer { p in
+                lk_layernorm_backward(dout, x, mean, rstd, gamma, &dwInPlace, &dbInPlace, p.baseAddress!, p.baseAddress!,
+                                      Int64(N), Int64(C))
+            }
+            var rowOut = out.map { _ in Float(0) }, rowMean = mean.map { _ in Float(0) }, rowRstd = rowMean
+            var rowDw = dw0, rowDb = db0, rowDx = dx.map { _ in Float(0) }
+            for n in 0 ..< N {
+                let o = n * C
+                x.withUnsafeBufferPointer { xs in
+                    dout.withUnsafeBufferPointer { ds in
+                        base.withUnsafeBufferPointer { bs in
+                            rowOut.withUnsafeMutableBufferPointer { ro in
+                                rowMean.withUnsafeMutableBufferPointer { rm in
+                                    rowRstd.withUnsafeMutableBufferPointer { rr in
+                                        rowDx.withUnsafeMutableBufferPointer { rd in
+                                            lk_layernorm_forward(xs.baseAddress! + o, ro.baseAddress! + o, rm.baseAddress! + n,
+                                                                 rr.baseAddress! + n, gamma, beta, 1, Int64(C), 1e-5)
+                                            lk_layernorm_backward(ds.baseAddress! + o, xs.baseAddress! + o, rm.baseAddress! + n,
+                                                                  rr.baseAddress! + n, gamma, &rowDw, &rowDb, rd.baseAddress! + o,
+                                                                  bs.baseAddress! + o, 1, Int64(C))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(out.map(\.bitPattern), rowOut.map(\.bitPattern), "\(label): outputs")
+            XCTAssertEqual(mean.map(\.bitPattern), rowMean.map(\.bitPattern), "\(label): means")
+            XCTAssertEqual(rstd.map(\.bitPattern), rowRstd.map(\.bitPattern), "\(label): reciprocal deviations")
+            XCTAssertEqual(dx.map(\.bitPattern), rowDx.map(\.bitPattern), "\(label): dx")
+            XCTAssertEqual(inPlace.map(\.bitPattern), rowDx.map(\.bitPattern), "\(label): dx in place over the base")
+            XCTAssertEqual(dw.map(\.bitPattern), rowDw.map(\.bitPattern), "\(label): weight gradient")
+            XCTAssertEqual(db.map(\.bitPattern), rowDb.map(\.bitPattern), "\(label): bias gradient")
+            XCTAssertEqual(dwInPlace.map(\.bitPattern), rowDw.map(\.bitPattern), "\(label): weight gradient (in place)")
+            XCTAssertNotEqual(dw, dw0, "\(label): the gradient took something")
+        }
+    }
+
     /// The weight gradient that normalizes its input's rows as it reads them equals, to the bit,
     /// the plain one on the LayerNorm kernel's output (what backward recomputed before), on both
     /// paths and thread counts; widths that end in partial strips and a LayerNorm scalar tail.
