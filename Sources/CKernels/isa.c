@@ -1,7 +1,8 @@
 /*
  * Which instruction set the products, attention and GELU run in: AVX-512 where the CPU has its
- * foundation (F: nothing else of AVX-512 is used), else AVX2 + FMA. Both paths form every element with the same operations in the same
- * order, so their results are identical to the bit (ranks on different CPUs stay replicas).
+ * foundation (F: nothing else of AVX-512 is used), else AVX2 + FMA. Both paths form every element
+ * with the same operations in the same order, so their results are identical to the bit (ranks on
+ * different CPUs stay replicas).
  * LOCKSTEP_KERNELS=avx2 in the environment keeps a process on the AVX2 path (for comparisons).
  */
 #include "lockstep_kernels.h"

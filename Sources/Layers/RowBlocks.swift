@@ -28,8 +28,9 @@ public struct RowBlocks: Sequence {
     /// a block over the cores differently (products by rows or by columns, heads by sequence), so
     /// it would not stay in one core's L2, and blocks measured 0.4–2% slower. The block size never
     /// changes a result.
-    public static func rows(batch B: Int, time T: Int, width: Int, l2Bytes: Int = l2CacheBytes) -> Int {
-        guard Parallel.threads == 1 else { return Swift.max(B, 1) * T }
+    public static func rows(batch B: Int, time T: Int, width: Int, l2Bytes: Int = l2CacheBytes,
+                            threads: Int = Parallel.threads) -> Int {
+        guard threads == 1 else { return Swift.max(B, 1) * T }
         let target = Swift.max(1, Swift.min(Swift.max(l2Bytes, 256 << 10), 32 << 20) / 16 / Swift.max(width, 1))
         return Swift.max(1, Swift.min(B, target / Swift.max(T, 1))) * T
     }

@@ -363,13 +363,15 @@ final class RowBlocksTests: XCTestCase {
         XCTAssertEqual(Array(RowBlocks(batch: 0, time: 4, rows: 8)), [])
         XCTAssertEqual(RowBlocks.rows(batch: 16, time: 128, width: 512) % 128, 0, "whole sequences")
         XCTAssertLessThanOrEqual(RowBlocks.rows(batch: 1, time: 128, width: 512), 128, "no more than the batch")
-        if Parallel.threads == 1 {
-            XCTAssertEqual(RowBlocks.rows(batch: 16, time: 128, width: 512, l2Bytes: 2 << 20), 256, "a quarter of a 2 MB L2")
-            XCTAssertEqual(RowBlocks.rows(batch: 16, time: 128, width: 512, l2Bytes: 1 << 20), 128, "a quarter of a 1 MB L2")
-            XCTAssertEqual(RowBlocks.rows(batch: 16, time: 128, width: 512, l2Bytes: 0), 128, "at least 256 KB of L2 assumed")
-            XCTAssertEqual(RowBlocks.rows(batch: 16, time: 32, width: 128, l2Bytes: 2 << 20), 16 * 32, "small rows: the whole batch")
-            XCTAssertGreaterThan(RowBlocks.l2CacheBytes, 0)
+        func rows(_ B: Int, _ T: Int, _ width: Int, l2: Int, threads: Int = 1) -> Int {
+            RowBlocks.rows(batch: B, time: T, width: width, l2Bytes: l2, threads: threads)
         }
+        XCTAssertEqual(rows(16, 128, 512, l2: 2 << 20), 256, "a quarter of a 2 MB L2")
+        XCTAssertEqual(rows(16, 128, 512, l2: 1 << 20), 128, "a quarter of a 1 MB L2")
+        XCTAssertEqual(rows(16, 128, 512, l2: 0), 128, "at least 256 KB of L2 assumed")
+        XCTAssertEqual(rows(16, 32, 128, l2: 2 << 20), 16 * 32, "small rows: the whole batch")
+        XCTAssertEqual(rows(16, 128, 512, l2: 2 << 20, threads: 2), 16 * 128, "several threads: the whole batch")
+        XCTAssertGreaterThan(RowBlocks.l2CacheBytes, 0)
     }
 }
 
