@@ -520,29 +520,18 @@ final class RowProductTests: XCTestCase {
                 lk_layernorm_backward(dout, x, mean, rstd, gamma, &dwInPlace, &dbInPlace, p.baseAddress!, p.baseAddress!,
                                       Int64(N), Int64(C))
             }
-            var rowOut = out.map { _ in Float(0) }, rowMean = mean.map { _ in Float(0) }, rowRstd = rowMean
-            var rowDw = dw0, rowDb = db0, rowDx = dx.map { _ in Float(0) }
+            var rowOut: [Float] = [], rowMean: [Float] = [], rowRstd: [Float] = [], rowDx: [Float] = []
+            var rowDw = dw0, rowDb = db0
             for n in 0 ..< N {
-                let o = n * C
-                x.withUnsafeBufferPointer { xs in
-                    dout.withUnsafeBufferPointer { ds in
-                        base.withUnsafeBufferPointer { bs in
-                            rowOut.withUnsafeMutableBufferPointer { ro in
-                                rowMean.withUnsafeMutableBufferPointer { rm in
-                                    rowRstd.withUnsafeMutableBufferPointer { rr in
-                                        rowDx.withUnsafeMutableBufferPointer { rd in
-                                            lk_layernorm_forward(xs.baseAddress! + o, ro.baseAddress! + o, rm.baseAddress! + n,
-                                                                 rr.baseAddress! + n, gamma, beta, 1, Int64(C), 1e-5)
-                                            lk_layernorm_backward(ds.baseAddress! + o, xs.baseAddress! + o, rm.baseAddress! + n,
-                                                                  rr.baseAddress! + n, gamma, &rowDw, &rowDb, rd.baseAddress! + o,
-                                                                  bs.baseAddress! + o, 1, Int64(C))
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                let row = n * C ..< (n + 1) * C
+                var o = [Float](repeating: 0, count: C), d = o, m: Float = 0, r: Float = 0
+                lk_layernorm_forward(Array(x[row]), &o, &m, &r, gamma, beta, 1, Int64(C), 1e-5)
+                lk_layernorm_backward(Array(dout[row]), Array(x[row]), [m], [r], gamma, &rowDw, &rowDb, &d, Array(base[row]),
+                                      1, Int64(C))
+                rowOut += o
+                rowDx += d
+                rowMean.append(m)
+                rowRstd.append(r)
             }
             XCTAssertEqual(out.map(\.bitPattern), rowOut.map(\.bitPattern), "\(label): outputs")
             XCTAssertEqual(mean.map(\.bitPattern), rowMean.map(\.bitPattern), "\(label): means")
@@ -552,6 +541,7 @@ final class RowProductTests: XCTestCase {
             XCTAssertEqual(dw.map(\.bitPattern), rowDw.map(\.bitPattern), "\(label): weight gradient")
             XCTAssertEqual(db.map(\.bitPattern), rowDb.map(\.bitPattern), "\(label): bias gradient")
             XCTAssertEqual(dwInPlace.map(\.bitPattern), rowDw.map(\.bitPattern), "\(label): weight gradient (in place)")
+            XCTAssertEqual(dbInPlace.map(\.bitPattern), rowDb.map(\.bitPattern), "\(label): bias gradient (in place)")
             XCTAssertNotEqual(dw, dw0, "\(label): the gradient took something")
         }
     }
