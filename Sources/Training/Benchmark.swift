@@ -6,8 +6,15 @@ public struct BenchmarkReport: Sendable {
     public var steps: Int
     public var medianTokensPerSecond: Double
     public var medianStepSeconds: Double
-    /// Median per-phase times on rank 0.
+    /// The mean step (the slowest rank's duration of each step, averaged over the timed steps).
+    public var meanStepSeconds: Double
+    /// Where the mean step goes, as means over the timed steps; they add up to `meanStepSeconds`.
+    /// Forward, backward, all-reduce and optimizer are rank 0's. `rankWait` is all the step
+    /// spends waiting for another rank: rank 0's wait at the barrier after backward plus the time
+    /// by which the step's slowest rank finished after rank 0.
     public var times: StepTimes
+    /// The rest of the mean step on rank 0: zeroing the gradients, filling the batch.
+    public var otherSeconds: Double
     public var modelFLOPsPerToken: Double
     /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own:
     /// the higher of OpenBLAS's and Lockstep's own product, best over the whole run (before the
@@ -165,12 +172,18 @@ extension Trainer {
         let tokens = Double(config.batch.globalBatch * blockSize)
         let stepMedian = median(durations)
         let products = ProductClock.take()
+        // Means add up where medians do not: each step's duration splits exactly into rank 0's
+        // phases, the wait for the slowest rank, and the rest of rank 0's step.
+        func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
         var times = StepTimes()
-        times.forward = median(stats.map(\.times.forward))
-        times.backward = median(stats.map(\.times.backward))
-        times.rankWait = median(stats.map(\.times.rankWait))
-        times.allReduce = median(stats.map(\.times.allReduce))
-        times.optimizer = median(stats.map(\.times.optimizer))
+        times.forward = mean(stats.map(\.times.forward))
+        times.backward = mean(stats.map(\.times.backward))
+        times.rankWait = mean(zip(stats, durations).map { s, slowest in s.times.rankWait + (slowest - s.seconds) })
+        times.allReduce = mean(stats.map(\.times.allReduce))
+        times.optimizer = mean(stats.map(\.times.optimizer))
+        let other = mean(stats.map { s in
+            s.seconds - s.times.forward - s.times.backward - s.times.rankWait - s.times.allReduce - s.times.optimizer
+        })
         let flops = modelFLOPsPerToken(config.model), cores = Double(comm.size * BLAS.threads)
         let tps = tokens / stepMedian
         var windowMFU: [Double] = []
@@ -181,7 +194,8 @@ extension Trainer {
             windowMFU.append(tokens * Double(end - start) / seconds * flops / (cores * peak * 1e9))
             start = end
         }
-        return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian, times: times,
+        return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian,
+                               meanStepSeconds: mean(durations), times: times, otherSeconds: other,
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
                                productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
                                windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),

@@ -226,19 +226,19 @@ struct Bench: ParsableCommand {
             let r = trainer.benchmark(steps: steps, warmup: warmup)
             guard job.isRoot else { return }
             let c = trainer.config
-            let step = r.medianStepSeconds, t = r.times
+            let step = r.meanStepSeconds, t = r.times
             func row(_ name: String, _ s: Double, _ note: String = "") -> String {
                 "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f ms  %5.1f%%", s * 1000, 100 * s / step) + note
             }
             print("bench: \(c.model.kind) \(grouped(trainer.model.arena.count)) parameters, \(job.comm.size) rank(s) × \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName)), global batch \(c.batch.globalBatch) × \(c.model.blockSize) tokens, micro-batch \(c.batch.microBatch), \(steps) steps after \(warmup)")
-            print(String(format: "tokens/s (median)   %.0f    step %.1f ms", r.medianTokensPerSecond, step * 1000))
+            print(String(format: "tokens/s (median)   %.0f    step %.1f ms median, %.1f ms mean (the slowest rank's)",
+                         r.medianTokensPerSecond, r.medianStepSeconds * 1000, step * 1000))
             print(row("forward", t.forward))
             print(row("backward", t.backward))
-            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (for the slowest rank's backward, at a barrier)")) }
+            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (for the slowest rank's forward and backward)")) }
             print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
             print(row("clip+optim", t.optimizer))
-            print(row("other", max(0, step - t.forward - t.backward - t.rankWait - t.allReduce - t.optimizer),
-                      " (data; rank 0's phases are medians of its own steps)"))
+            print(row("other", r.otherSeconds, " (zeroing gradients, data; the phases are means over the steps)"))
             print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, %d³, best of the run: OpenBLAS %.1f, Lockstep's %@ product %.1f)",
                          r.sgemmPeakGFLOPS, r.peakSize, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2",
                          r.productPeakGFLOPS))
