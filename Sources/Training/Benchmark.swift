@@ -8,12 +8,13 @@ public struct BenchmarkReport: Sendable {
     public var medianStepSeconds: Double
     /// The mean step (the slowest rank's duration of each step, averaged over the timed steps).
     public var meanStepSeconds: Double
-    /// Where the mean step goes, as means over the timed steps; they add up to `meanStepSeconds`.
-    /// Forward, backward, all-reduce and optimizer are rank 0's. `rankWait` is all the step
-    /// spends waiting for another rank: rank 0's wait at the barrier after backward plus the time
-    /// by which the step's slowest rank finished after rank 0.
+    /// Where the mean step goes, as means over the timed steps; with `otherSeconds` they add up
+    /// to `meanStepSeconds`. Forward and backward are the ranks' mean; `rankWait` is what the
+    /// slowest rank's forward and backward took beyond that mean (the wait its partners spend at
+    /// the barrier, whichever rank is slow); all-reduce and optimizer are rank 0's.
     public var times: StepTimes
-    /// The rest of the mean step on rank 0: zeroing the gradients, filling the batch.
+    /// The rest of the mean step: zeroing the gradients, filling the batch, the slowest rank's
+    /// other phases beyond rank 0's.
     public var otherSeconds: Double
     public var modelFLOPsPerToken: Double
     /// Single-thread sgemm peak measured on rank 0 (GFLOP/s), while every rank measured its own:
@@ -154,15 +155,18 @@ extension Trainer {
                 windowEnds.append(timed)
             }
         }
-        // Step time is the slowest rank's: take the maximum over ranks of each step's duration.
-        var durations = stats.map(\.seconds)
-        var maxima = [Double](repeating: 0, count: durations.count)
-        for r in 0 ..< comm.size {
-            var mine = r == comm.rank ? durations : [Double](repeating: 0, count: durations.count)
-            mine.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
-            for i in maxima.indices { maxima[i] = max(maxima[i], mine[i]) }
+        // Every rank's figures of every step, on every rank: step time is the slowest rank's.
+        func everyRank(_ mine: [Double]) -> [[Double]] {
+            (0 ..< comm.size).map { r in
+                var row = r == comm.rank ? mine : [Double](repeating: 0, count: mine.count)
+                row.withUnsafeMutableBufferPointer { comm.allReduceSum($0.baseAddress!, count: $0.count) }
+                return row
+            }
         }
-        durations = maxima
+        let durations = everyRank(stats.map(\.seconds)).reduce(into: [Double](repeating: 0, count: stats.count)) { m, row in
+            for i in m.indices { m[i] = max(m[i], row[i]) }
+        }
+        let forwards = everyRank(stats.map(\.times.forward)), backwards = everyRank(stats.map(\.times.backward))
         // the bursts measured the leading kernel: they count towards its best
         if openBLASLeads { openBLASPeak = max(openBLASPeak, peaks.max() ?? 0) } else { productPeak = max(productPeak, peaks.max() ?? 0) }
         let bestPeak = max(openBLASPeak, productPeak)
@@ -172,18 +176,22 @@ extension Trainer {
         let tokens = Double(config.batch.globalBatch * blockSize)
         let stepMedian = median(durations)
         let products = ProductClock.take()
-        // Means add up where medians do not: each step's duration splits exactly into rank 0's
-        // phases, the wait for the slowest rank, and the rest of rank 0's step.
+        // Means add up where medians do not. Each step's duration (the slowest rank's) splits into
+        // the ranks' mean forward and backward, the wait for the slowest of them (its forward and
+        // backward beyond that mean), rank 0's all-reduce and optimizer step, and the rest.
         func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
+        let W = Double(comm.size)
         var times = StepTimes()
-        times.forward = mean(stats.map(\.times.forward))
-        times.backward = mean(stats.map(\.times.backward))
-        times.rankWait = mean(zip(stats, durations).map { s, slowest in s.times.rankWait + (slowest - s.seconds) })
+        times.forward = mean(stats.indices.map { i in forwards.reduce(0) { $0 + $1[i] } / W })
+        times.backward = mean(stats.indices.map { i in backwards.reduce(0) { $0 + $1[i] } / W })
+        times.rankWait = mean(stats.indices.map { i in
+            let computes = zip(forwards, backwards).map { $0[i] + $1[i] }
+            return computes.max()! - computes.reduce(0, +) / W
+        })
         times.allReduce = mean(stats.map(\.times.allReduce))
         times.optimizer = mean(stats.map(\.times.optimizer))
-        let other = mean(stats.map { s in
-            s.seconds - s.times.forward - s.times.backward - s.times.rankWait - s.times.allReduce - s.times.optimizer
-        })
+        let meanStep = mean(durations)
+        let other = meanStep - times.forward - times.backward - times.rankWait - times.allReduce - times.optimizer
         let flops = modelFLOPsPerToken(config.model), cores = Double(comm.size * BLAS.threads)
         let tps = tokens / stepMedian
         var windowMFU: [Double] = []
@@ -195,7 +203,7 @@ extension Trainer {
             start = end
         }
         return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian,
-                               meanStepSeconds: mean(durations), times: times, otherSeconds: other,
+                               meanStepSeconds: meanStep, times: times, otherSeconds: other,
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
                                productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
                                windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),

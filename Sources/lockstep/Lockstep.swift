@@ -233,12 +233,12 @@ struct Bench: ParsableCommand {
             print("bench: \(c.model.kind) \(grouped(trainer.model.arena.count)) parameters, \(job.comm.size) rank(s) × \(BLAS.threads) BLAS thread(s) (\(BLAS.coreName)), global batch \(c.batch.globalBatch) × \(c.model.blockSize) tokens, micro-batch \(c.batch.microBatch), \(steps) steps after \(warmup)")
             print(String(format: "tokens/s (median)   %.0f    step %.1f ms median, %.1f ms mean (the slowest rank's)",
                          r.medianTokensPerSecond, r.medianStepSeconds * 1000, step * 1000))
-            print(row("forward", t.forward))
-            print(row("backward", t.backward))
-            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (for the slowest rank's forward and backward)")) }
+            print(row("forward", t.forward, job.comm.size > 1 ? " (the ranks' mean)" : ""))
+            print(row("backward", t.backward, job.comm.size > 1 ? " (the ranks' mean)" : ""))
+            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (the slowest rank's forward + backward beyond the mean)")) }
             print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
             print(row("clip+optim", t.optimizer))
-            print(row("other", r.otherSeconds, " (zeroing gradients, data; the phases are means over the steps)"))
+            print(row("other", max(0, r.otherSeconds), " (zeroing gradients, data; the phases are means over the steps and add up to the mean step)"))
             print(String(format: "sgemm peak          %.1f GFLOP/s (1 thread, %d³, best of the run: OpenBLAS %.1f, Lockstep's %@ product %.1f)",
                          r.sgemmPeakGFLOPS, r.peakSize, r.openBLASPeakGFLOPS, RowProduct.usesAVX512 ? "AVX-512" : "AVX2",
                          r.productPeakGFLOPS))
