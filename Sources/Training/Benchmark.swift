@@ -179,7 +179,6 @@ extension Trainer {
         // Means add up where medians do not. Each step's duration (the slowest rank's) splits into
         // the ranks' mean forward and backward, the wait for the slowest of them (its forward and
         // backward beyond that mean), rank 0's all-reduce and optimizer step, and the rest.
-        func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
         let W = Double(comm.size)
         var times = StepTimes()
         times.forward = mean(stats.indices.map { i in forwards.reduce(0) { $0 + $1[i] } / W })
@@ -217,3 +216,6 @@ func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
     return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
 }
+
+/// The mean (0 for none).
+func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
