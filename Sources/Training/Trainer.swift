@@ -23,7 +23,9 @@ public struct StepStats: Sendable {
 public struct StepTimes: Sendable {
     public var forward = 0.0
     public var backward = 0.0
-    /// Waiting at a barrier for the slowest rank to finish its backward (0 unless measured).
+    /// Waiting at a barrier for the slowest rank to finish its backward (0 unless measured). In a
+    /// `BenchmarkReport`, the mean over steps of the slowest rank's forward + backward beyond the
+    /// ranks' mean, which is what that wait costs whichever rank is slow.
     public var rankWait = 0.0
     public var allReduce = 0.0
     public var optimizer = 0.0
