@@ -97,8 +97,8 @@ static inline void scale_row(float *out, int64_t n, float by, int wide) {
 int64_t lk_cross_entropy_forward(const float *logits, const int32_t *targets, float *probs, int64_t N, int64_t V,
                                  int32_t ignore, double *loss, int64_t *count) {
     const int wide = lk_isa_avx512();
-    double total = 0;
-    int64_t counted = 0;
+    double total = *loss;
+    int64_t counted = *count;
     for (int64_t n = 0; n < N; n++) {
         const float *x = logits + n * V;
         float *p = probs + n * V;

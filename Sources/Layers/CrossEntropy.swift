@@ -6,13 +6,14 @@ public enum CrossEntropy {
     public static let ignoreIndex: Int32 = -1
 
     /// logits (N, V) → probs (N, V). Returns the summed loss (Double) and the number of
-    /// counted (non-ignored) targets. Targets must be in 0..<V or the ignore index. One pass per
-    /// row in C (`lk_cross_entropy_forward`): max, e^(x − max) with their sum, probabilities, and
-    /// −log p_t in log-sum-exp form, log Σ e^(x − max) − (x_t − max).
+    /// counted (non-ignored) targets, added to `previous` row after row (the sums of a batch
+    /// whose rows come in several calls). Targets must be in 0..<V or the ignore index. One pass
+    /// per row in C (`lk_cross_entropy_forward`): max, e^(x − max) with their sum, probabilities,
+    /// and −log p_t in log-sum-exp form, log Σ e^(x − max) − (x_t − max).
     public static func forward(logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-                               probs: UnsafeMutablePointer<Float>, rows N: Int, vocab V: Int)
-        -> (loss: Double, count: Int) {
-        var loss = 0.0, count: Int64 = 0
+                               probs: UnsafeMutablePointer<Float>, rows N: Int, vocab V: Int,
+                               continuing previous: (loss: Double, count: Int) = (0, 0)) -> (loss: Double, count: Int) {
+        var loss = previous.loss, count = Int64(previous.count)
         let bad = lk_cross_entropy_forward(logits, targets, probs, Int64(N), Int64(V), ignoreIndex, &loss, &count)
         precondition(bad < 0, "target \(bad < 0 ? 0 : targets[Int(bad)]) out of range 0..<\(V)")
         return (loss, Int(count))

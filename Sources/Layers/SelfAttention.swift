@@ -39,15 +39,25 @@ public struct SelfAttention: Sendable {
         }
     }
 
+    /// The two weights packed for the products of a forward or a backward (`pack`).
+    public final class Packed {
+        let attn, proj: RowProduct.PackedWeight
+
+        public init(dim C: Int) {
+            attn = RowProduct.PackedWeight(k: C, outputs: 3 * C)
+            proj = RowProduct.PackedWeight(k: C, outputs: C)
+        }
+    }
+
     /// Scratch for one block of rows (`RowBlocks`), shareable by every attention layer of a
-    /// model, with the two weights packed for the blocks' products.
+    /// model, with room for the two weights packed for the whole-batch passes.
     public final class Scratch {
         let rows: Int
         let dqkv: FloatBuffer          // (rows, 3C)
         let dy: FloatBuffer            // (rows, C)
         let work: [FloatBuffer]        // per thread: one head's kernel workspace
         let workPointers: [UnsafeMutablePointer<Float>]
-        let packAttn, packProj: RowProduct.PackedWeight
+        let packed: Packed
 
         /// For blocks of `rows` rows (whole sequences of T; by default `RowBlocks`' choice for a
         /// batch of B).
@@ -58,8 +68,7 @@ public struct SelfAttention: Sendable {
             dy = FloatBuffer(count: rows * C)
             work = (0 ..< Parallel.threads).map { _ in FloatBuffer(count: Int(lk_attention_work_size(Int64(T), Int64(C / NH)))) }
             workPointers = work.map(\.pointer)
-            packAttn = RowProduct.PackedWeight(k: C, outputs: 3 * C)
-            packProj = RowProduct.PackedWeight(k: C, outputs: C)
+            packed = Packed(dim: C)
         }
 
         /// Runs `body(head, workspace)` for every (sequence, head) pair b·NH + h of `heads`,
@@ -76,9 +85,9 @@ public struct SelfAttention: Sendable {
 
     /// Packs both weights for the forward (`backward` false) or backward products of the blocks
     /// that follow.
-    public func pack(backward: Bool, _ scratch: Scratch, _ arena: ParameterArena) {
-        cAttn.pack(backward: backward, into: scratch.packAttn, arena)
-        cProj.pack(backward: backward, into: scratch.packProj, arena)
+    public func pack(backward: Bool, into p: Packed, _ arena: ParameterArena) {
+        cAttn.pack(backward: backward, into: p.attn, arena)
+        cProj.pack(backward: backward, into: p.proj, arena)
     }
 
     /// x (B, T, C) → out (B, T, C) for the whole batch, block by block; with `residual`
@@ -86,22 +95,23 @@ public struct SelfAttention: Sendable {
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
                         _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
                         residual: UnsafePointer<Float>? = nil) {
-        pack(backward: false, scratch, arena)
+        pack(backward: false, into: scratch.packed, arena)
         for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
             let o = s.lowerBound * T * dim
-            forward(x + o, out + o, acts, scratch, sequences: s, time: T, arena, residual: residual.map { $0 + o })
+            forward(x + o, out + o, acts, scratch, sequences: s, time: T, arena, residual: residual.map { $0 + o },
+                    packed: scratch.packed)
         }
     }
 
     /// The sequences `s` of the batch, with x, out and residual pointing at their first row (the
-    /// activations are kept at the block's rows). The weights are packed (`pack(backward: false)`).
+    /// activations are kept at the block's rows), with the weights in `packed` (`pack(backward: false)`).
     public func forward(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acts: Activations,
                         _ scratch: Scratch, sequences s: Range<Int>, time T: Int, _ arena: ParameterArena,
-                        residual: UnsafePointer<Float>? = nil) {
+                        residual: UnsafePointer<Float>? = nil, packed: Packed) {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C, n = s.count * T, first = s.lowerBound * T
         let scale = 1 / Float(hs).squareRoot()
         let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
-        cAttn.forward(x, qkv + first * C3, rows: n, arena, packed: scratch.packAttn)
+        cAttn.forward(x, qkv + first * C3, rows: n, arena, packed: packed.attn)
         let isCausal: Int32 = causal ? 1 : 0
         scratch.forEachHead(s.lowerBound * NH ..< s.upperBound * NH) { i, work in
             let b = i / NH, h = i % NH
@@ -109,7 +119,7 @@ public struct SelfAttention: Sendable {
             lk_attention_forward(q, q + C, q + 2 * C, Int64(C3), y + b * T * C + h * hs, Int64(C),
                                  Int64(T), Int64(hs), isCausal, scale, lse + i * T, work)
         }
-        cProj.forward(y + first * C, out, rows: n, arena, residual: residual, packed: scratch.packProj)
+        cProj.forward(y + first * C, out, rows: n, arena, residual: residual, packed: packed.proj)
     }
 
     /// dx = ∂L/∂x (overwritten) given dout = ∂L/∂out for the whole batch, block by block;
@@ -118,26 +128,26 @@ public struct SelfAttention: Sendable {
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, batch B: Int, time T: Int, _ arena: ParameterArena,
                          normalizedBy norm: RowProduct.Normalization? = nil) {
-        pack(backward: true, scratch, arena)
+        pack(backward: true, into: scratch.packed, arena)
         for s in RowBlocks(batch: B, time: T, rows: scratch.rows) {
             let first = s.lowerBound * T, o = first * dim
             backward(dout + o, x + o, dx + o, acts, scratch, sequences: s, time: T, arena,
-                     normalizedBy: norm?.rows(from: first))
+                     normalizedBy: norm?.rows(from: first), packed: scratch.packed)
         }
     }
 
     /// The sequences `s`, with dout, x, dx (and the normalization) at their first row; the blocks
     /// of a batch go in order (the weight gradients sum over rows in one order). The weights are
-    /// packed (`pack(backward: true)`).
+    /// in `packed` (`pack(backward: true)`).
     public func backward(_ dout: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          _ acts: Activations, _ scratch: Scratch, sequences s: Range<Int>, time T: Int,
-                         _ arena: ParameterArena, normalizedBy norm: RowProduct.Normalization? = nil) {
+                         _ arena: ParameterArena, normalizedBy norm: RowProduct.Normalization? = nil, packed: Packed) {
         let C = dim, NH = nHead, hs = C / NH, C3 = 3 * C, n = s.count * T, first = s.lowerBound * T
         precondition(n <= scratch.rows, "SelfAttention: a block of \(n) rows exceeds the scratch's \(scratch.rows)")
         let scale = 1 / Float(hs).squareRoot()
         let qkv = acts.qkv.pointer, y = acts.y.pointer, lse = acts.lse.pointer
         let dqkv = scratch.dqkv.pointer, dy = scratch.dy.pointer
-        cProj.backward(dout, y + first * C, dy, rows: n, arena, accumulateInput: false, packed: scratch.packProj)
+        cProj.backward(dout, y + first * C, dy, rows: n, arena, accumulateInput: false, packed: packed.proj)
         let isCausal: Int32 = causal ? 1 : 0
         scratch.forEachHead(s.lowerBound * NH ..< s.upperBound * NH) { i, work in
             let b = i / NH, h = i % NH, local = (b - s.lowerBound) * T
@@ -146,6 +156,6 @@ public struct SelfAttention: Sendable {
                                   dy + row, Int64(C), dq, dq + C, dq + 2 * C, Int64(C3), Int64(T), Int64(hs),
                                   isCausal, scale, work)
         }
-        cAttn.backward(dqkv, x, dx, rows: n, arena, accumulateInput: false, normalizedBy: norm, packed: scratch.packAttn)
+        cAttn.backward(dqkv, x, dx, rows: n, arena, accumulateInput: false, normalizedBy: norm, packed: packed.attn)
     }
 }

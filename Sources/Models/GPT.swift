@@ -50,7 +50,9 @@ public final class GPT: LanguageModel {
     static let embeddingSite: UInt64 = 1
     static func blockSite(_ l: Int) -> UInt64 { 16 + UInt64(l) * 8 }
 
-    public init(config: GPTConfig, maxBatch: Int) {
+    /// `rowsPerBlock` sets the size of the blocks the passes take (`RowBlocks`; by default
+    /// chosen by the cache size), which changes no result.
+    public init(config: GPTConfig, maxBatch: Int, rowsPerBlock: Int? = nil) {
         self.config = config
         self.maxBatch = maxBatch
         let C = config.nEmbd
@@ -65,7 +67,7 @@ public final class GPT: LanguageModel {
         head = Linear(tiedTo: wte.weight)
         embDrop = Dropout(p: config.dropout, site: GPT.embeddingSite)
         arena = ParameterArena(layout: layout)
-        acts = Activations(config: config, batch: maxBatch)
+        acts = Activations(config: config, batch: maxBatch, rowsPerBlock: rowsPerBlock)
     }
 
     final class Activations {
@@ -81,7 +83,7 @@ public final class GPT: LanguageModel {
         let dResidual: [FloatBuffer]     // two (N, C), ping-pong
         var B = 0, T = 0, training = false, hasTargets = false
 
-        init(config: GPTConfig, batch: Int) {
+        init(config: GPTConfig, batch: Int, rowsPerBlock: Int? = nil) {
             let N = batch * config.blockSize, C = config.nEmbd, V = config.vocabSize
             let dropout = config.dropout > 0
             tokens = .allocate(capacity: N); tokens.initialize(repeating: 0, count: N)
@@ -92,7 +94,8 @@ public final class GPT: LanguageModel {
                 TransformerBlock.Activations(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead,
                                              dropout: dropout)
             }
-            scratch = TransformerBlock.Scratch(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead, dropout: dropout)
+            scratch = TransformerBlock.Scratch(batch: batch, time: config.blockSize, dim: C, nHead: config.nHead,
+                                               dropout: dropout, rows: rowsPerBlock)
             lnFOut = FloatBuffer(count: N * C); lnFMean = FloatBuffer(count: N); lnFRstd = FloatBuffer(count: N)
             logits = FloatBuffer(count: N * V); probs = FloatBuffer(count: N * V)
             dLnF = FloatBuffer(count: N * C)
@@ -101,6 +104,32 @@ public final class GPT: LanguageModel {
 
         deinit { tokens.deallocate(); targets.deallocate() }
     }
+
+    /// What `trainingPass` and `evaluationLoss` work in: activations for one block of rows (`RowBlocks`), reused by
+    /// every block, the gradient reaching the embeddings for the whole batch, and every weight
+    /// packed once per pass, each block's for its forward and for its backward and the head's
+    /// both ways.
+    final class PassBuffers {
+        let acts: Activations
+        let bottom: FloatBuffer          // (N, C) ∂L/∂(embedding output), the whole batch's
+        let forward, backward: [TransformerBlock.Packed]
+        let headForward, headBackward: RowProduct.PackedWeight
+
+        init(config: GPTConfig, batch: Int, sequencesPerBlock: Int) {
+            let C = config.nEmbd, V = config.vocabSize
+            acts = Activations(config: config, batch: sequencesPerBlock, rowsPerBlock: sequencesPerBlock * config.blockSize)
+            bottom = FloatBuffer(count: batch * config.blockSize * C)
+            forward = (0 ..< config.nLayer).map { _ in TransformerBlock.Packed(dim: C) }
+            backward = (0 ..< config.nLayer).map { _ in TransformerBlock.Packed(dim: C) }
+            headForward = RowProduct.PackedWeight(k: C, outputs: V)
+            headBackward = RowProduct.PackedWeight(k: V, outputs: C)
+        }
+    }
+
+    /// Sequences per block of `trainingPass`: the blocks' choice for a whole batch.
+    var sequencesPerBlock: Int { max(1, acts.scratch.rows / config.blockSize) }
+
+    lazy var passBuffers = PassBuffers(config: config, batch: maxBatch, sequencesPerBlock: sequencesPerBlock)
 
     /// GPT-2 initialisation: weights N(0, 0.02), residual projections N(0, 0.02/√(2·n_layer)),
     /// biases 0, LayerNorm weights 1. Each tensor's draws are keyed by its index in the layout.
@@ -146,6 +175,108 @@ public final class GPT: LanguageModel {
         guard let targets else { return (0, 0) }
         return CrossEntropy.forward(logits: acts.logits.pointer, targets: targets, probs: acts.probs.pointer,
                                     rows: N, vocab: V)
+    }
+
+    /// forward and then backward(lossScale: 1) with the same results to the bit, taken depth
+    /// first: each block of a few sequences (`RowBlocks`) goes up through every layer and the
+    /// loss and back down before the next, in activation buffers of one block's size that every
+    /// block reuses, so that they stay in the caches instead of a whole micro-batch's streaming
+    /// through memory twice. Every parameter gradient still sums over the rows in their order
+    /// (the blocks go in order), and the embeddings' gradients, whose token table the head's
+    /// shares, are taken after the last block, as backward takes them. (A batch in one block,
+    /// as with several threads, takes forward and backward as they are.) The last forward's
+    /// logits are not kept.
+    public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                             firstSample: Int, seed: UInt64) -> TrainingPass {
+        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+        let t0 = monotonicSeconds()
+        guard B > sequencesPerBlock else {
+            let r = forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
+                            training: true)
+            let t1 = monotonicSeconds()
+            backward(lossScale: 1)
+            return TrainingPass(loss: r.loss, count: r.count, forwardSeconds: t1 - t0, backwardSeconds: monotonicSeconds() - t1)
+        }
+        acts.hasTargets = false // `backward` follows a forward, not this pass
+        let N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
+        let p = passBuffers, a = p.acts
+        for (l, block) in blocks.enumerated() {
+            block.pack(backward: false, into: p.forward[l], arena)
+            block.pack(backward: true, into: p.backward[l], arena)
+        }
+        head.pack(backward: false, into: p.headForward, arena)
+        head.pack(backward: true, into: p.headBackward, arena)
+        var result = TrainingPass(loss: 0, count: 0, forwardSeconds: monotonicSeconds() - t0, backwardSeconds: 0)
+        for s in RowBlocks(batch: B, time: T, rows: sequencesPerBlock * T) {
+            let f0 = monotonicSeconds()
+            let n = s.count * T, first = s.lowerBound * T, local = 0 ..< s.count
+            passForward(tokens: tokens, targets: targets, sequences: s, time: T, firstSample: firstSample, seed: seed,
+                        training: true, loss: &result.loss, count: &result.count)
+            let lnFOut = a.lnFOut.pointer, probs = a.probs.pointer, mean = a.lnFMean.pointer, rstd = a.lnFRstd.pointer
+            let b0 = monotonicSeconds()
+            CrossEntropy.backward(probs: probs, targets: targets + first, dlogits: probs, rows: n, vocab: V, scale: 1)
+            head.backward(probs, lnFOut, a.dLnF.pointer, rows: n, arena, accumulateInput: false, packed: p.headBackward)
+            var d = a.dResidual[0].pointer, dPrev = a.dResidual[1].pointer
+            lnF.backward(a.dLnF.pointer, a.residual[L].pointer, mean: mean, rstd: rstd, d, base: nil, rows: n, arena)
+            for l in stride(from: L - 1, through: 0, by: -1) {
+                if l == 0 { dPrev = p.bottom.pointer + first * C }
+                blocks[l].backward(d, a.residual[l].pointer, dPrev, a.blocks[l], a.scratch, sequences: local, time: T,
+                                   training: true, arena, packed: p.backward[l])
+                swap(&d, &dPrev)
+            }
+            embDrop.backwardInPlace(d, mask: a.embMask.pointer, count: n * C, training: true)
+            result.forwardSeconds += b0 - f0
+            result.backwardSeconds += monotonicSeconds() - b0
+        }
+        let e0 = monotonicSeconds()
+        wte.backward(tokens, p.bottom.pointer, count: N, arena)
+        wpe.backward(p.bottom.pointer, batch: B, time: T, arena)
+        result.backwardSeconds += monotonicSeconds() - e0
+        return result
+    }
+
+    /// forward(training: false)'s loss and count to the bit, a block of sequences at a time
+    /// through every layer (as `trainingPass` goes up), so that the activations stay in the
+    /// caches. The logits are not kept.
+    public func evaluationLoss(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                               firstSample: Int, seed: UInt64) -> (loss: Double, count: Int) {
+        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+        guard B > sequencesPerBlock else {
+            return forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
+                           training: false)
+        }
+        acts.hasTargets = false
+        for (l, block) in blocks.enumerated() { block.pack(backward: false, into: passBuffers.forward[l], arena) }
+        head.pack(backward: false, into: passBuffers.headForward, arena)
+        var loss = 0.0, count = 0
+        for s in RowBlocks(batch: B, time: T, rows: sequencesPerBlock * T) {
+            passForward(tokens: tokens, targets: targets, sequences: s, time: T, firstSample: firstSample, seed: seed,
+                        training: false, loss: &loss, count: &count)
+        }
+        return (loss, count)
+    }
+
+    /// The forward of the batch's sequences `s`, through the loss (added to `loss` and `count`),
+    /// in the pass buffers from their first row, with the weights packed in them for forward.
+    /// Dropout is keyed by the global sample, as the whole batch's forward keys it.
+    private func passForward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, sequences s: Range<Int>,
+                             time T: Int, firstSample: Int, seed: UInt64, training: Bool, loss: inout Double,
+                             count: inout Int) {
+        let p = passBuffers, a = p.acts, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
+        let n = s.count * T, first = s.lowerBound * T, sample = firstSample + s.lowerBound
+        let x0 = a.residual[0].pointer
+        wte.forward(tokens + first, x0, count: n, arena)
+        wpe.forward(x0, batch: s.count, time: T, arena)
+        embDrop.forward(x0, x0, mask: a.embMask.pointer, samples: s.count, perSample: T * C, firstSample: sample,
+                        seed: seed, training: training)
+        for (l, block) in blocks.enumerated() {
+            block.forward(a.residual[l].pointer, a.residual[l + 1].pointer, a.blocks[l], a.scratch, sequences: 0 ..< s.count,
+                          time: T, firstSample: sample, seed: seed, training: training, arena, packed: p.forward[l])
+        }
+        lnF.forward(a.residual[L].pointer, a.lnFOut.pointer, mean: a.lnFMean.pointer, rstd: a.lnFRstd.pointer, rows: n, arena)
+        head.forward(a.lnFOut.pointer, a.logits.pointer, rows: n, arena, packed: p.headForward)
+        (loss, count) = CrossEntropy.forward(logits: a.logits.pointer, targets: targets + first, probs: a.probs.pointer,
+                                             rows: n, vocab: V, continuing: (loss, count))
     }
 
     public func backward(lossScale: Float) {

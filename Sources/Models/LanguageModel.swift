@@ -22,8 +22,54 @@ public protocol LanguageModel: AnyObject {
     /// Backward of `scale · summed loss` of the last forward; gradients accumulate (+=).
     func backward(lossScale: Float)
 
+    /// A training forward with targets and the backward of its summed loss (`lossScale` 1):
+    /// the loss and gradients of forward then backward, to the bit, in whatever order of work
+    /// suits the model.
+    func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                      firstSample: Int, seed: UInt64) -> TrainingPass
+
+    /// forward(training: false)'s summed loss and number of counted targets, to the bit (the
+    /// validation loss), in whatever order of work suits the model; the logits may not be kept.
+    func evaluationLoss(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                        firstSample: Int, seed: UInt64) -> (loss: Double, count: Int)
+
     /// Logits (B, T, V) of the last forward.
     var logits: UnsafePointer<Float> { get }
+}
+
+/// What `trainingPass` returns: the summed loss and the number of counted targets, and the
+/// seconds its forward and its backward work took.
+public struct TrainingPass: Sendable {
+    public var loss: Double
+    public var count: Int
+    public var forwardSeconds: Double
+    public var backwardSeconds: Double
+
+    public init(loss: Double, count: Int, forwardSeconds: Double, backwardSeconds: Double) {
+        self.loss = loss
+        self.count = count
+        self.forwardSeconds = forwardSeconds
+        self.backwardSeconds = backwardSeconds
+    }
+}
+
+extension LanguageModel {
+    /// forward(training: false).
+    public func evaluationLoss(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                               firstSample: Int, seed: UInt64) -> (loss: Double, count: Int) {
+        forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed, training: false)
+    }
+
+    /// forward, then backward(lossScale: 1).
+    public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                             firstSample: Int, seed: UInt64) -> TrainingPass {
+        let f0 = monotonicSeconds()
+        let r = forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
+                        training: true)
+        let f1 = monotonicSeconds()
+        backward(lossScale: 1)
+        return TrainingPass(loss: r.loss, count: r.count, forwardSeconds: f1 - f0, backwardSeconds: monotonicSeconds() - f1)
+    }
 }
 
 /// A model whose state can carry across consecutive windows of a stream (truncated

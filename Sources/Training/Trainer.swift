@@ -127,16 +127,24 @@ public final class Trainer {
             masking?.apply(inputs: inputs, targets: targets, count: b, time: T, first: first, validation: false)
             let rows = streamState.pointer + (first - step * G) * (stateful?.stateSize ?? 0)
             stateful?.setInitialState(sampler.startsStream(sample: first) ? nil : UnsafePointer(rows), batch: b)
-            let f0 = monotonicSeconds()
-            let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
-                                  seed: config.training.seed, training: true)
-            stateful?.finalState(into: rows)
-            let f1 = monotonicSeconds()
-            model.backward(lossScale: 1)
-            times.forward += f1 - f0
-            times.backward += monotonicSeconds() - f1
-            lossSum += r.loss
-            count += r.count
+            let pass: TrainingPass
+            if let stateful { // the state after the forward is read before backward
+                let f0 = monotonicSeconds()
+                let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
+                                      seed: config.training.seed, training: true)
+                stateful.finalState(into: rows)
+                let f1 = monotonicSeconds()
+                model.backward(lossScale: 1)
+                pass = TrainingPass(loss: r.loss, count: r.count, forwardSeconds: f1 - f0,
+                                    backwardSeconds: monotonicSeconds() - f1)
+            } else {
+                pass = model.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
+                                          seed: config.training.seed)
+            }
+            times.forward += pass.forwardSeconds
+            times.backward += pass.backwardSeconds
+            lossSum += pass.loss
+            count += pass.count
         }
         if separateRankWait && comm.size > 1 {
             let w0 = monotonicSeconds()
@@ -186,8 +194,8 @@ public final class Trainer {
             let first = batch * b, n = min(b, windows - first)
             data.fillValidation(blockSize: T, first: first, count: n, inputs: inputs, targets: targets)
             masking?.apply(inputs: inputs, targets: targets, count: n, time: T, first: first, validation: true)
-            let r = model.forward(tokens: inputs, targets: targets, batch: n, time: T, firstSample: first,
-                                  seed: config.training.seed, training: false)
+            let r = model.evaluationLoss(tokens: inputs, targets: targets, batch: n, time: T, firstSample: first,
+                                         seed: config.training.seed)
             lossSum += r.loss
             count += r.count
             batch += comm.size

@@ -1,6 +1,7 @@
 import TestSupport
 import XCTest
 @testable import Models
+import Layers
 @testable import Tensors
 
 final class GPTTests: XCTestCase {
@@ -60,6 +61,61 @@ final class GPTTests: XCTestCase {
             XCTAssertGreaterThan(analytic.map { abs($0) }.max()!, 0)
             assertGradientsMatch(gpt.arena.parameters.pointer, analytic: analytic, indices: Array(stride(from: 0, to: analytic.count, by: 3)),
                                  eps: 5e-3, tolerance: 1e-2, "GPT (dropout \(dropout))", loss: loss)
+        }
+    }
+
+    /// The training pass (blocks of sequences taken depth first through the layers and back)
+    /// gives forward and backward's loss and gradients to the bit: with dropout, causal or not,
+    /// a batch whose last block is short, targets ignored, and gradients accumulated onto old ones;
+    /// the evaluation loss taken the same way gives forward's without training.
+    func testTrainingPassEqualsForwardThenBackward() {
+        for (causal, dropout) in [(true, Float(0.1)), (false, Float(0)), (true, Float(0))] {
+            let cfg = GPTConfig(vocabSize: 13, blockSize: 6, nLayer: 2, nHead: 2, nEmbd: 8, dropout: dropout, causal: causal)
+            let B = 5, T = 6
+            let tokens: [Int32] = (0 ..< B * T).map { i in Int32((i * 7 + 3) % 13) }
+            var targets = [Int32](repeating: 0, count: B * T)
+            for i in targets.indices { targets[i] = i % 9 == 4 ? CrossEntropy.ignoreIndex : Int32((i * 5 + 1) % 13) }
+            var results: [(loss: Double, count: Int, gradients: [Float])] = []
+            for depthFirst in [false, true] {
+                let gpt = GPT(config: cfg, maxBatch: B, rowsPerBlock: 2 * T)
+                gpt.initialize(seed: 3)
+                fillRandom(gpt.arena.parameters.pointer, count: gpt.arena.count, seed: 4, std: 0.3)
+                fillRandom(gpt.arena.gradients.pointer, count: gpt.arena.count, seed: 5, std: 0.1)
+                let r = tokens.withUnsafeBufferPointer { t in
+                    targets.withUnsafeBufferPointer { y -> (Double, Int) in
+                        if depthFirst {
+                            let p = gpt.trainingPass(tokens: t.baseAddress!, targets: y.baseAddress!, batch: B, time: T,
+                                                     firstSample: 7, seed: 9)
+                            XCTAssertGreaterThan(p.forwardSeconds, 0)
+                            XCTAssertGreaterThan(p.backwardSeconds, 0)
+                            return (p.loss, p.count)
+                        }
+                        let r = gpt.forward(tokens: t.baseAddress!, targets: y.baseAddress!, batch: B, time: T,
+                                            firstSample: 7, seed: 9, training: true)
+                        gpt.backward(lossScale: 1)
+                        return r
+                    }
+                }
+                results.append((r.0, r.1, gpt.arena.gradients.array))
+            }
+            let label = "causal \(causal), dropout \(dropout)"
+            let gpt = GPT(config: cfg, maxBatch: B, rowsPerBlock: 2 * T)
+            fillRandom(gpt.arena.parameters.pointer, count: gpt.arena.count, seed: 4, std: 0.3)
+            let evaluations = tokens.withUnsafeBufferPointer { t in
+                targets.withUnsafeBufferPointer { y in
+                    [gpt.forward(tokens: t.baseAddress!, targets: y.baseAddress!, batch: B, time: T, firstSample: 7, seed: 9,
+                                 training: false),
+                     gpt.evaluationLoss(tokens: t.baseAddress!, targets: y.baseAddress!, batch: B, time: T, firstSample: 7,
+                                        seed: 9)]
+                }
+            }
+            XCTAssertEqual(evaluations[1].loss.bitPattern, evaluations[0].loss.bitPattern, "evaluation: \(label)")
+            XCTAssertEqual(evaluations[1].count, evaluations[0].count, "evaluation: \(label)")
+            XCTAssertEqual(results[0].count, targets.filter { $0 != CrossEntropy.ignoreIndex }.count, label)
+            XCTAssertEqual(results[1].count, results[0].count, label)
+            XCTAssertEqual(results[1].loss.bitPattern, results[0].loss.bitPattern, label)
+            let differing = zip(results[0].gradients, results[1].gradients).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differing, 0, "gradients differing, of \(results[0].gradients.count): \(label)")
         }
     }
 }

@@ -150,7 +150,7 @@ final class CrossEntropyKernelTests: XCTestCase {
 
     /// (probabilities, loss, count, the bad row or −1) for rows of `width`
     func run(_ logits: [Float], _ targets: [Int32], width V: Int) -> ([Float], Double, Int64, Int64) {
-        var probs = [Float](repeating: .nan, count: logits.count), loss = -1.0, count: Int64 = -1
+        var probs = [Float](repeating: .nan, count: logits.count), loss = 0.0, count: Int64 = 0
         let bad = lk_cross_entropy_forward(logits, targets, &probs, Int64(targets.count), Int64(V), -1, &loss, &count)
         return (probs, loss, count, bad)
     }

@@ -20,8 +20,9 @@ void lk_gelu_erf_forward(const float *x, float *out, int64_t n);
 void lk_gelu_erf_forward_derivative(float *x, float *out, int64_t n);
 
 /* Softmax cross-entropy of N rows of V logits (crossentropy.c): probs = softmax of each row;
- * *loss = Σ −log probs[target] over the rows whose target is not `ignore`, *count = their number.
- * Returns −1, or the first row whose target is neither in 0..<V nor `ignore` (*loss, *count unset). */
+ * *loss += Σ −log probs[target] over the rows whose target is not `ignore` (in order of the rows,
+ * continuing the sum given: a batch's rows may come in several calls), *count += their number.
+ * Returns −1, or the first row whose target is neither in 0..<V nor `ignore` (*loss, *count unchanged). */
 int64_t lk_cross_entropy_forward(const float *logits, const int32_t *targets, float *probs, int64_t N, int64_t V,
                                  int32_t ignore, double *loss, int64_t *count);
 
