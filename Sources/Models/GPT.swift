@@ -189,14 +189,11 @@ public final class GPT: LanguageModel {
     public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
                              firstSample: Int, seed: UInt64) -> TrainingPass {
         precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
-        let t0 = monotonicSeconds()
         guard B > sequencesPerBlock else {
-            let r = forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
-                            training: true)
-            let t1 = monotonicSeconds()
-            backward(lossScale: 1)
-            return TrainingPass(loss: r.loss, count: r.count, forwardSeconds: t1 - t0, backwardSeconds: monotonicSeconds() - t1)
+            return forwardThenBackward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample,
+                                       seed: seed)
         }
+        let t0 = monotonicSeconds()
         acts.hasTargets = false // `backward` follows a forward, not this pass
         let N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
         let p = passBuffers, a = p.acts

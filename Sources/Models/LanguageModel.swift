@@ -63,9 +63,16 @@ extension LanguageModel {
     /// forward, then backward(lossScale: 1).
     public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
                              firstSample: Int, seed: UInt64) -> TrainingPass {
+        forwardThenBackward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed)
+    }
+
+    /// A training forward, `afterForward`, then backward(lossScale: 1), timed.
+    public func forwardThenBackward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                                    firstSample: Int, seed: UInt64, afterForward: () -> Void = {}) -> TrainingPass {
         let f0 = monotonicSeconds()
         let r = forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
                         training: true)
+        afterForward()
         let f1 = monotonicSeconds()
         backward(lossScale: 1)
         return TrainingPass(loss: r.loss, count: r.count, forwardSeconds: f1 - f0, backwardSeconds: monotonicSeconds() - f1)

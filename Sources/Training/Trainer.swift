@@ -127,19 +127,12 @@ public final class Trainer {
             masking?.apply(inputs: inputs, targets: targets, count: b, time: T, first: first, validation: false)
             let rows = streamState.pointer + (first - step * G) * (stateful?.stateSize ?? 0)
             stateful?.setInitialState(sampler.startsStream(sample: first) ? nil : UnsafePointer(rows), batch: b)
-            let pass: TrainingPass
-            if let stateful { // the state after the forward is read before backward
-                let f0 = monotonicSeconds()
-                let r = model.forward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
-                                      seed: config.training.seed, training: true)
-                stateful.finalState(into: rows)
-                let f1 = monotonicSeconds()
-                model.backward(lossScale: 1)
-                pass = TrainingPass(loss: r.loss, count: r.count, forwardSeconds: f1 - f0,
-                                    backwardSeconds: monotonicSeconds() - f1)
+            let seed = config.training.seed
+            let pass = if let stateful { // the state after the forward is read before backward
+                model.forwardThenBackward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
+                                          seed: seed) { stateful.finalState(into: rows) }
             } else {
-                pass = model.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
-                                          seed: config.training.seed)
+                model.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed)
             }
             times.forward += pass.forwardSeconds
             times.backward += pass.backwardSeconds
