@@ -154,27 +154,57 @@ public final class GPT: LanguageModel {
     @discardableResult
     public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch B: Int, time T: Int,
                         firstSample: Int, seed: UInt64, training: Bool) -> (loss: Double, count: Int) {
-        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
-        let N = B * T, C = config.nEmbd, V = config.vocabSize
+        requireFits(batch: B, time: T)
+        let N = B * T
         acts.B = B; acts.T = T; acts.training = training; acts.hasTargets = targets != nil
         acts.tokens.update(from: tokens, count: N)
         if let targets { acts.targets.update(from: targets, count: N) }
 
-        let x0 = acts.residual[0].pointer
-        wte.forward(tokens, x0, count: N, arena)
-        wpe.forward(x0, batch: B, time: T, arena)
-        embDrop.forward(x0, x0, mask: acts.embMask.pointer, samples: B, perSample: T * C, firstSample: firstSample,
-                        seed: seed, training: training)
+        embed(tokens, into: acts, sequences: B, time: T, firstSample: firstSample, seed: seed, training: training)
         for (l, block) in blocks.enumerated() {
             block.forward(acts.residual[l].pointer, acts.residual[l + 1].pointer, acts.blocks[l], acts.scratch, batch: B, time: T,
                           firstSample: firstSample, seed: seed, training: training, arena)
         }
-        lnF.forward(acts.residual[config.nLayer].pointer, acts.lnFOut.pointer, mean: acts.lnFMean.pointer,
-                    rstd: acts.lnFRstd.pointer, rows: N, arena)
-        head.forward(acts.lnFOut.pointer, acts.logits.pointer, rows: N, arena)
-        guard let targets else { return (0, 0) }
-        return CrossEntropy.forward(logits: acts.logits.pointer, targets: targets, probs: acts.probs.pointer,
-                                    rows: N, vocab: V)
+        return top(acts, rows: N, targets: targets, packed: nil, continuing: (0, 0))
+    }
+
+    private func requireFits(batch B: Int, time T: Int) {
+        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+    }
+
+    /// The embeddings of B sequences of T tokens into `a`'s first rows (`residual[0]`), with the
+    /// embedding dropout of samples `firstSample` on.
+    private func embed(_ tokens: UnsafePointer<Int32>, into a: Activations, sequences B: Int, time T: Int, firstSample: Int,
+                       seed: UInt64, training: Bool) {
+        let x0 = a.residual[0].pointer
+        wte.forward(tokens, x0, count: B * T, arena)
+        wpe.forward(x0, batch: B, time: T, arena)
+        embDrop.forward(x0, x0, mask: a.embMask.pointer, samples: B, perSample: T * config.nEmbd, firstSample: firstSample,
+                        seed: seed, training: training)
+    }
+
+    /// The final LayerNorm, the head (its weight `packed` for x·Wᵀ, or packed by the call) and,
+    /// with targets, the cross-entropy of `a`'s first n rows, its sums continuing `previous`.
+    private func top(_ a: Activations, rows n: Int, targets: UnsafePointer<Int32>?, packed: RowProduct.PackedWeight?,
+                     continuing previous: (loss: Double, count: Int)) -> (loss: Double, count: Int) {
+        lnF.forward(a.residual[config.nLayer].pointer, a.lnFOut.pointer, mean: a.lnFMean.pointer, rstd: a.lnFRstd.pointer,
+                    rows: n, arena)
+        head.forward(a.lnFOut.pointer, a.logits.pointer, rows: n, arena, packed: packed)
+        guard let targets else { return previous }
+        return CrossEntropy.forward(logits: a.logits.pointer, targets: targets, probs: a.probs.pointer, rows: n,
+                                    vocab: config.vocabSize, continuing: previous)
+    }
+
+    /// `top`'s backward for `a`'s first n rows: ∂(scale · summed loss)/∂(input of the final
+    /// LayerNorm) into d, the head's weight gradient added (its weight `packed` for dy·W, or
+    /// packed by the call). The probabilities become ∂/∂logits in place.
+    private func topBackward(_ a: Activations, rows n: Int, targets: UnsafePointer<Int32>, scale: Float,
+                             packed: RowProduct.PackedWeight?, into d: UnsafeMutablePointer<Float>) {
+        let dlogits = a.probs.pointer
+        CrossEntropy.backward(probs: dlogits, targets: targets, dlogits: dlogits, rows: n, vocab: config.vocabSize, scale: scale)
+        head.backward(dlogits, a.lnFOut.pointer, a.dLnF.pointer, rows: n, arena, accumulateInput: false, packed: packed)
+        lnF.backward(a.dLnF.pointer, a.residual[config.nLayer].pointer, mean: a.lnFMean.pointer, rstd: a.lnFRstd.pointer,
+                     d, base: nil, rows: n, arena)
     }
 
     /// forward and then backward(lossScale: 1) with the same results to the bit, taken depth
@@ -188,14 +218,14 @@ public final class GPT: LanguageModel {
     /// logits are not kept.
     public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
                              firstSample: Int, seed: UInt64) -> TrainingPass {
-        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+        requireFits(batch: B, time: T)
         guard B > sequencesPerBlock else {
             return forwardThenBackward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample,
                                        seed: seed)
         }
         let t0 = monotonicSeconds()
         acts.hasTargets = false // `backward` follows a forward, not this pass
-        let N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
+        let N = B * T, C = config.nEmbd, L = config.nLayer
         let p = passBuffers, a = p.acts
         for (l, block) in blocks.enumerated() {
             block.pack(backward: false, into: p.forward[l], arena)
@@ -209,12 +239,9 @@ public final class GPT: LanguageModel {
             let n = s.count * T, first = s.lowerBound * T, local = 0 ..< s.count
             passForward(tokens: tokens, targets: targets, sequences: s, time: T, firstSample: firstSample, seed: seed,
                         training: true, loss: &result.loss, count: &result.count)
-            let lnFOut = a.lnFOut.pointer, probs = a.probs.pointer, mean = a.lnFMean.pointer, rstd = a.lnFRstd.pointer
             let b0 = monotonicSeconds()
-            CrossEntropy.backward(probs: probs, targets: targets + first, dlogits: probs, rows: n, vocab: V, scale: 1)
-            head.backward(probs, lnFOut, a.dLnF.pointer, rows: n, arena, accumulateInput: false, packed: p.headBackward)
             var d = a.dResidual[0].pointer, dPrev = a.dResidual[1].pointer
-            lnF.backward(a.dLnF.pointer, a.residual[L].pointer, mean: mean, rstd: rstd, d, base: nil, rows: n, arena)
+            topBackward(a, rows: n, targets: targets + first, scale: 1, packed: p.headBackward, into: d)
             for l in stride(from: L - 1, through: 0, by: -1) {
                 if l == 0 { dPrev = p.bottom.pointer + first * C }
                 blocks[l].backward(d, a.residual[l].pointer, dPrev, a.blocks[l], a.scratch, sequences: local, time: T,
@@ -237,7 +264,7 @@ public final class GPT: LanguageModel {
     /// caches. The logits are not kept.
     public func evaluationLoss(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
                                firstSample: Int, seed: UInt64) -> (loss: Double, count: Int) {
-        precondition(B <= maxBatch && T <= config.blockSize, "batch (\(B), \(T)) exceeds the model's buffers")
+        requireFits(batch: B, time: T)
         guard B > sequencesPerBlock else {
             return forward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
                            training: false)
@@ -259,33 +286,21 @@ public final class GPT: LanguageModel {
     private func passForward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, sequences s: Range<Int>,
                              time T: Int, firstSample: Int, seed: UInt64, training: Bool, loss: inout Double,
                              count: inout Int) {
-        let p = passBuffers, a = p.acts, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
-        let n = s.count * T, first = s.lowerBound * T, sample = firstSample + s.lowerBound
-        let x0 = a.residual[0].pointer
-        wte.forward(tokens + first, x0, count: n, arena)
-        wpe.forward(x0, batch: s.count, time: T, arena)
-        embDrop.forward(x0, x0, mask: a.embMask.pointer, samples: s.count, perSample: T * C, firstSample: sample,
-                        seed: seed, training: training)
+        let p = passBuffers, a = p.acts
+        let first = s.lowerBound * T, sample = firstSample + s.lowerBound
+        embed(tokens + first, into: a, sequences: s.count, time: T, firstSample: sample, seed: seed, training: training)
         for (l, block) in blocks.enumerated() {
             block.forward(a.residual[l].pointer, a.residual[l + 1].pointer, a.blocks[l], a.scratch, sequences: 0 ..< s.count,
                           time: T, firstSample: sample, seed: seed, training: training, arena, packed: p.forward[l])
         }
-        lnF.forward(a.residual[L].pointer, a.lnFOut.pointer, mean: a.lnFMean.pointer, rstd: a.lnFRstd.pointer, rows: n, arena)
-        head.forward(a.lnFOut.pointer, a.logits.pointer, rows: n, arena, packed: p.headForward)
-        (loss, count) = CrossEntropy.forward(logits: a.logits.pointer, targets: targets + first, probs: a.probs.pointer,
-                                             rows: n, vocab: V, continuing: (loss, count))
+        (loss, count) = top(a, rows: s.count * T, targets: targets + first, packed: p.headForward, continuing: (loss, count))
     }
 
     public func backward(lossScale: Float) {
         precondition(acts.hasTargets, "backward needs a forward with targets")
-        let B = acts.B, T = acts.T, N = B * T, C = config.nEmbd, V = config.vocabSize, L = config.nLayer
-        let dlogits = acts.probs.pointer
-        CrossEntropy.backward(probs: acts.probs.pointer, targets: acts.targets, dlogits: dlogits,
-                              rows: N, vocab: V, scale: lossScale)
-        head.backward(dlogits, acts.lnFOut.pointer, acts.dLnF.pointer, rows: N, arena, accumulateInput: false)
+        let B = acts.B, T = acts.T, N = B * T, C = config.nEmbd, L = config.nLayer
         var d = acts.dResidual[0], dPrev = acts.dResidual[1]
-        lnF.backward(acts.dLnF.pointer, acts.residual[L].pointer, mean: acts.lnFMean.pointer, rstd: acts.lnFRstd.pointer,
-                     d.pointer, base: nil, rows: N, arena)
+        topBackward(acts, rows: N, targets: acts.targets, scale: lossScale, packed: nil, into: d.pointer)
         for l in stride(from: L - 1, through: 0, by: -1) {
             blocks[l].backward(d.pointer, acts.residual[l].pointer, dPrev.pointer, acts.blocks[l], acts.scratch,
                                batch: B, time: T, training: acts.training, arena)
