@@ -13,6 +13,12 @@ public struct BenchmarkReport: Sendable {
     /// slowest rank's forward and backward took beyond that mean (the wait its partners spend at
     /// the barrier, whichever rank is slow); all-reduce and optimizer are rank 0's.
     public var times: StepTimes
+    /// Each rank's median forward + backward over the timed steps, in rank order: the same work on
+    /// every rank, so their spread is the host's cores running at different speeds.
+    public var rankComputeMedians: [Double]
+    /// For each rank, in how many of the timed steps its forward + backward was the slowest (the
+    /// one the others waited for; a tie counts for the lower rank).
+    public var rankSlowestSteps: [Int]
     /// The rest of the mean step: zeroing the gradients, filling the batch, the slowest rank's
     /// other phases beyond rank 0's.
     public var otherSeconds: Double
@@ -187,6 +193,9 @@ extension Trainer {
             let computes = zip(forwards, backwards).map { $0[i] + $1[i] }
             return computes.max()! - computes.reduce(0, +) / W
         })
+        let computes = zip(forwards, backwards).map { f, b in zip(f, b).map { $0 + $1 } }
+        var slowest = [Int](repeating: 0, count: comm.size)
+        for i in stats.indices { slowest[computes.indices.max { computes[$0][i] < computes[$1][i] }!] += 1 }
         times.allReduce = mean(stats.map(\.times.allReduce))
         times.optimizer = mean(stats.map(\.times.optimizer))
         let meanStep = mean(durations)
@@ -202,7 +211,8 @@ extension Trainer {
             start = end
         }
         return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian,
-                               meanStepSeconds: meanStep, times: times, otherSeconds: other,
+                               meanStepSeconds: meanStep, times: times, rankComputeMedians: computes.map(median),
+                               rankSlowestSteps: slowest, otherSeconds: other,
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
                                productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
                                windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),

@@ -235,7 +235,12 @@ struct Bench: ParsableCommand {
                          r.medianTokensPerSecond, r.medianStepSeconds * 1000, step * 1000))
             print(row("forward", t.forward, job.comm.size > 1 ? " (the ranks' mean)" : ""))
             print(row("backward", t.backward, job.comm.size > 1 ? " (the ranks' mean)" : ""))
-            if job.comm.size > 1 { print(row("rank wait", t.rankWait, " (the slowest rank's forward + backward beyond the mean)")) }
+            if job.comm.size > 1 {
+                print(row("rank wait", t.rankWait, " (the slowest rank's forward + backward beyond the mean)"))
+                let medians = r.rankComputeMedians.map { String(format: "%.1f", $0 * 1000) }.joined(separator: ", ")
+                let slowest = r.rankSlowestSteps.map(String.init).joined(separator: ", ")
+                print("    by rank   forward + backward median \(medians) ms; the slowest in \(slowest) of \(r.steps) steps")
+            }
             print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
             print(row("clip+optim", t.optimizer))
             print(row("other", max(0, r.otherSeconds), " (zeroing gradients, data; the phases are means over the steps and add up to the mean step)"))

@@ -132,6 +132,16 @@ final class MPIRunTests: MPITestCase {
             phases += ms
         }
         XCTAssertEqual(phases, try value("tokens/s", 7), accuracy: 0.01 * phases + 0.3, "the phases add up to the mean step")
+        // each rank's forward + backward, and how often each was the one waited for
+        let byRank = try XCTUnwrap(lines.first { $0.hasPrefix("    by rank") }, r.stdout)
+        let medians = try XCTUnwrap(byRank.components(separatedBy: "median ").last?.components(separatedBy: " ms").first, byRank)
+            .components(separatedBy: ", ").compactMap(Double.init)
+        XCTAssertEqual(medians.count, 2, byRank)
+        XCTAssert(medians.allSatisfy { $0 > 0 }, byRank)
+        let slowest = try XCTUnwrap(byRank.components(separatedBy: "slowest in ").last?.components(separatedBy: " of").first, byRank)
+            .components(separatedBy: ", ").compactMap(Int.init)
+        XCTAssertEqual(slowest.count, 2, byRank)
+        XCTAssertEqual(slowest.reduce(0, +), 12, "every timed step has one slowest rank: \(byRank)")
         let peak = try value("sgemm peak", 2)
         XCTAssertGreaterThan(peak, 1)
         let mfu = try XCTUnwrap(lines.first { $0.hasPrefix("MFU") }, r.stdout)
