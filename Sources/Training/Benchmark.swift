@@ -189,13 +189,14 @@ extension Trainer {
         var times = StepTimes()
         times.forward = mean(stats.indices.map { i in forwards.reduce(0) { $0 + $1[i] } / W })
         times.backward = mean(stats.indices.map { i in backwards.reduce(0) { $0 + $1[i] } / W })
-        times.rankWait = mean(stats.indices.map { i in
-            let computes = zip(forwards, backwards).map { $0[i] + $1[i] }
-            return computes.max()! - computes.reduce(0, +) / W
-        })
+        // each rank's forward + backward of every step; the slowest rank of each step (the lower on a tie)
         let computes = zip(forwards, backwards).map { f, b in zip(f, b).map { $0 + $1 } }
+        let slowestRank = stats.indices.map { i in computes.indices.max { computes[$0][i] < computes[$1][i] }! }
+        times.rankWait = mean(stats.indices.map { i in
+            computes[slowestRank[i]][i] - computes.reduce(0) { $0 + $1[i] } / W
+        })
         var slowest = [Int](repeating: 0, count: comm.size)
-        for i in stats.indices { slowest[computes.indices.max { computes[$0][i] < computes[$1][i] }!] += 1 }
+        for r in slowestRank { slowest[r] += 1 }
         times.allReduce = mean(stats.map(\.times.allReduce))
         times.optimizer = mean(stats.map(\.times.optimizer))
         let meanStep = mean(durations)
