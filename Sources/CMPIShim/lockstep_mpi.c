@@ -68,6 +68,30 @@ int lsm_broadcast_bytes(void *buffer, int64_t count, int root) {
     return LSM_OK;
 }
 
+int lsm_send_bytes(const void *buffer, int64_t count, int to) {
+    const char *p = (const char *)buffer;
+    do {
+        int n = (int)(count < LSM_CHUNK ? count : LSM_CHUNK);
+        int rc = MPI_Send(p, n, MPI_BYTE, to, 0, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return rc;
+        p += n;
+        count -= n;
+    } while (count > 0);
+    return LSM_OK;
+}
+
+int lsm_receive_bytes(void *buffer, int64_t count, int from) {
+    char *p = (char *)buffer;
+    do {
+        int n = (int)(count < LSM_CHUNK ? count : LSM_CHUNK);
+        int rc = MPI_Recv(p, n, MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return rc;
+        p += n;
+        count -= n;
+    } while (count > 0);
+    return LSM_OK;
+}
+
 int lsm_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 
 int lsm_abort(const char *message, int code) {

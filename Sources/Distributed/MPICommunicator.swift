@@ -47,6 +47,14 @@ public final class MPICommunicator: Communicator {
         check(lsm_broadcast_bytes(bytes, Int64(count), Int32(root)), "MPI_Bcast(\(count) bytes)")
     }
 
+    public func send(_ bytes: UnsafeRawPointer, count: Int, to rank: Int) {
+        check(lsm_send_bytes(bytes, Int64(count), Int32(rank)), "MPI_Send(\(count) bytes to rank \(rank))")
+    }
+
+    public func receive(_ bytes: UnsafeMutableRawPointer, count: Int, from rank: Int) {
+        check(lsm_receive_bytes(bytes, Int64(count), Int32(rank)), "MPI_Recv(\(count) bytes from rank \(rank))")
+    }
+
     public func barrier() { check(lsm_barrier(), "MPI_Barrier") }
 
     public func abort(_ message: String) -> Never {

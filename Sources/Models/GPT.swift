@@ -31,7 +31,7 @@ public struct GPTConfig: Sendable, Equatable {
 /// GPT-2-style causal decoder: token + position embedding, pre-LN blocks, final LayerNorm,
 /// LM head tied to the token embedding. Parameter names follow nanoGPT. With `causal: false` the
 /// same stack is a BERT-style bidirectional encoder for masked-LM training.
-public final class GPT: LanguageModel {
+public final class GPT: SplitPassModel {
     public let config: GPTConfig
     public let arena: ParameterArena
     public let maxBatch: Int
@@ -218,24 +218,42 @@ public final class GPT: LanguageModel {
     /// logits are not kept.
     public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
                              firstSample: Int, seed: UInt64) -> TrainingPass {
-        requireFits(batch: B, time: T)
-        guard B > sequencesPerBlock else {
+        guard splitsPass(batch: B) else {
+            requireFits(batch: B, time: T)
             return forwardThenBackward(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample,
                                        seed: seed)
         }
+        return trainingPass(tokens: tokens, targets: targets, batch: B, time: T, firstSample: firstSample, seed: seed,
+                            sequences: 0 ..< B, continuing: (0, 0), packing: true)
+    }
+
+    public func splitsPass(batch B: Int) -> Bool { B > sequencesPerBlock }
+
+    public var embeddingGradientRows: UnsafeMutablePointer<Float> { passBuffers.bottom.pointer }
+    public var embeddingWidth: Int { config.nEmbd }
+
+    public func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                             firstSample: Int, seed: UInt64, sequences range: Range<Int>,
+                             continuing previous: (loss: Double, count: Int), packing: Bool) -> TrainingPass {
+        requireFits(batch: B, time: T)
+        precondition(splitsPass(batch: B) && range.lowerBound >= 0 && range.upperBound <= B, "a split pass needs blocks")
         let t0 = monotonicSeconds()
         acts.hasTargets = false // `backward` follows a forward, not this pass
         let N = B * T, C = config.nEmbd, L = config.nLayer
         let p = passBuffers, a = p.acts
-        for (l, block) in blocks.enumerated() {
-            block.pack(backward: false, into: p.forward[l], arena)
-            block.pack(backward: true, into: p.backward[l], arena)
+        if packing {
+            for (l, block) in blocks.enumerated() {
+                block.pack(backward: false, into: p.forward[l], arena)
+                block.pack(backward: true, into: p.backward[l], arena)
+            }
+            head.pack(backward: false, into: p.headForward, arena)
+            head.pack(backward: true, into: p.headBackward, arena)
         }
-        head.pack(backward: false, into: p.headForward, arena)
-        head.pack(backward: true, into: p.headBackward, arena)
-        var result = TrainingPass(loss: 0, count: 0, forwardSeconds: monotonicSeconds() - t0, backwardSeconds: 0)
-        for s in RowBlocks(batch: B, time: T, rows: sequencesPerBlock * T) {
+        var result = TrainingPass(loss: previous.loss, count: previous.count, forwardSeconds: monotonicSeconds() - t0,
+                                  backwardSeconds: 0)
+        for block in RowBlocks(batch: range.count, time: T, rows: sequencesPerBlock * T) {
             let f0 = monotonicSeconds()
+            let s = block.lowerBound + range.lowerBound ..< block.upperBound + range.lowerBound
             let n = s.count * T, first = s.lowerBound * T, local = 0 ..< s.count
             passForward(tokens: tokens, targets: targets, sequences: s, time: T, firstSample: firstSample, seed: seed,
                         training: true, loss: &result.loss, count: &result.count)
@@ -252,10 +270,12 @@ public final class GPT: LanguageModel {
             result.forwardSeconds += b0 - f0
             result.backwardSeconds += monotonicSeconds() - b0
         }
-        let e0 = monotonicSeconds()
-        wte.backward(tokens, p.bottom.pointer, count: N, arena)
-        wpe.backward(p.bottom.pointer, batch: B, time: T, arena)
-        result.backwardSeconds += monotonicSeconds() - e0
+        if range.upperBound == B {
+            let e0 = monotonicSeconds()
+            wte.backward(tokens, p.bottom.pointer, count: N, arena)
+            wpe.backward(p.bottom.pointer, batch: B, time: T, arena)
+            result.backwardSeconds += monotonicSeconds() - e0
+        }
         return result
     }
 

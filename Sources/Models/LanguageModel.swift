@@ -79,6 +79,28 @@ extension LanguageModel {
     }
 }
 
+/// A model whose training pass over a batch can stop after some sequences and be finished by
+/// another process — from the gradients, the loss and the embedding-gradient rows it had reached
+/// — with the whole pass's results to the bit: every gradient is one sum over the rows in their
+/// order, which may move from one rank to another between sequences but not split.
+public protocol SplitPassModel: LanguageModel {
+    /// True when a pass over B sequences goes in blocks and can stop between them.
+    func splitsPass(batch B: Int) -> Bool
+
+    /// `trainingPass` over the batch's sequences `range` only, its loss and count continuing
+    /// `previous`. When the range ends the batch the embeddings' gradients are taken, from every
+    /// row of `embeddingGradientRows`: the rows before `range` must hold what the pass that ran
+    /// those sequences left there. Without `packing`, the weights as the last pass packed them
+    /// (no step has changed them since).
+    func trainingPass(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, batch B: Int, time T: Int,
+                      firstSample: Int, seed: UInt64, sequences range: Range<Int>,
+                      continuing previous: (loss: Double, count: Int), packing: Bool) -> TrainingPass
+
+    /// ∂L/∂(embedding output) of the pass so far: (B·T) × `embeddingWidth` floats.
+    var embeddingGradientRows: UnsafeMutablePointer<Float> { get }
+    var embeddingWidth: Int { get }
+}
+
 /// A model whose state can carry across consecutive windows of a stream (truncated
 /// backpropagation through time: the state is an input, gradients do not flow into it).
 public protocol StatefulModel: LanguageModel {

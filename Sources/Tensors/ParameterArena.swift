@@ -41,16 +41,30 @@ public final class ParameterArena {
     public let parameters: FloatBuffer
     public let gradients: FloatBuffer
 
+    /// Where the layers' backward adds gradients: `gradients`, or another buffer of the same
+    /// length while `accumulatingGradients(in:)` runs.
+    private var gradientTarget: UnsafeMutablePointer<Float>
+
     public init(layout: ParameterLayout) {
         self.layout = layout
         parameters = FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
+        gradientTarget = gradients.pointer
     }
 
     public var count: Int { layout.count }
 
     @inline(__always) public func param(_ r: ParameterRef) -> UnsafeMutablePointer<Float> { parameters.pointer + r.offset }
-    @inline(__always) public func grad(_ r: ParameterRef) -> UnsafeMutablePointer<Float> { gradients.pointer + r.offset }
+    @inline(__always) public func grad(_ r: ParameterRef) -> UnsafeMutablePointer<Float> { gradientTarget + r.offset }
+
+    /// Runs `body` with the layers' gradients going to `buffer` (as long as the arena) instead
+    /// of `gradients`: another rank's partial gradient, continued here.
+    public func accumulatingGradients<T>(in buffer: FloatBuffer, _ body: () throws -> T) rethrows -> T {
+        precondition(buffer.count == count, "a gradient buffer must be as long as the arena")
+        gradientTarget = buffer.pointer
+        defer { gradientTarget = gradients.pointer }
+        return try body()
+    }
 
     /// A copy of one named tensor's values.
     public func values(of name: String) -> [Float]? {

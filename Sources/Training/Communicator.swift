@@ -9,6 +9,9 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int)
     /// Copies `count` bytes from `root` to every rank.
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int)
+    /// Sends `count` bytes to `rank`, which receives them with `receive` (blocking, in order).
+    func send(_ bytes: UnsafeRawPointer, count: Int, to rank: Int)
+    func receive(_ bytes: UnsafeMutableRawPointer, count: Int, from rank: Int)
     func barrier()
     /// Stops the whole job with a message.
     func abort(_ message: String) -> Never
@@ -23,6 +26,12 @@ public final class SingleProcessCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) {}
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
+    public func send(_ bytes: UnsafeRawPointer, count: Int, to rank: Int) {
+        abort("send to rank \(rank) in a one-process run")
+    }
+    public func receive(_ bytes: UnsafeMutableRawPointer, count: Int, from rank: Int) {
+        abort("receive from rank \(rank) in a one-process run")
+    }
     public func barrier() {}
     public func abort(_ message: String) -> Never {
         FileHandleOutput.stderr("error: \(message)")

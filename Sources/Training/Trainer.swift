@@ -68,8 +68,10 @@ public final class Trainer {
     /// The step whose evaluation the restored metrics already hold, if any.
     var restoredEvalStep: Int?
 
-    private let inputs: UnsafeMutablePointer<Int32>
-    private let targets: UnsafeMutablePointer<Int32>
+    let inputs: UnsafeMutablePointer<Int32>
+    let targets: UnsafeMutablePointer<Int32>
+    /// Two ranks: when and how much of the slower rank's last micro-batch the faster one runs.
+    let handOver: HandOverState
     private let reduceScratch: UnsafeMutablePointer<Double>
     private let stopFlags: UnsafeMutablePointer<Int64>
     /// The benchmark meets the other ranks at a barrier before the all-reduce, so the time spent
@@ -105,7 +107,9 @@ public final class Trainer {
         let n = b * config.model.blockSize
         inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
-        reduceScratch = .allocate(capacity: 4); reduceScratch.initialize(repeating: 0, count: 4)
+        handOver = HandOverState(rank: comm.rank, tokens: n, gradientCount: model.arena.count)
+        reduceScratch = .allocate(capacity: 2 + HandOverState.shared)
+        reduceScratch.initialize(repeating: 0, count: 2 + HandOverState.shared)
         stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
     }
 
@@ -119,8 +123,9 @@ public final class Trainer {
         let arena = model.arena
         let lr = schedule.lr(at: step)
         arena.gradients.zero()
-        var lossSum = 0.0, count = 0
+        var lossSum = 0.0, count = 0, computed = 0
         var times = StepTimes()
+        let plan = handsOver ? handOver.plan : nil
         for m in 0 ..< A {
             let first = step * G + (comm.rank * A + m) * b
             sampler.fill(data, first: first, count: b, inputs: inputs, targets: targets)
@@ -128,9 +133,12 @@ public final class Trainer {
             let rows = streamState.pointer + (first - step * G) * (stateful?.stateSize ?? 0)
             stateful?.setInitialState(sampler.startsStream(sample: first) ? nil : UnsafePointer(rows), batch: b)
             let seed = config.training.seed
+            var sequences = b
             let pass = if let stateful { // the state after the forward is read before backward
                 model.forwardThenBackward(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first,
                                           seed: seed) { stateful.finalState(into: rows) }
+            } else if let plan, m == A - 1 {
+                handOverPass(plan, step: step, micro: m, first: first, sequences: &sequences)
             } else {
                 model.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed)
             }
@@ -138,6 +146,7 @@ public final class Trainer {
             times.backward += pass.backwardSeconds
             lossSum += pass.loss
             count += pass.count
+            computed += sequences
         }
         if separateRankWait && comm.size > 1 {
             let w0 = monotonicSeconds()
@@ -145,10 +154,17 @@ public final class Trainer {
             times.rankWait = monotonicSeconds() - w0
         }
         let r0 = monotonicSeconds()
-        allReduceGradients()
+        if plan == nil { allReduceGradients() } else { handOver.count += 1 } // the hand-over summed them
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
-        comm.allReduceSum(reduceScratch, count: 2)
+        if comm.size == 2 { // and what the next step's hand-over plan needs from both ranks
+            handOver.share(into: reduceScratch + 2, rank: comm.rank, secondsPerSequence: (times.forward + times.backward) / Double(computed),
+                           allReduce: plan == nil ? monotonicSeconds() - r0 : nil, canSplit: handsOver)
+        }
+        comm.allReduceSum(reduceScratch, count: comm.size == 2 ? 2 + HandOverState.shared : 2)
+        if comm.size == 2 {
+            handOver.update(from: reduceScratch + 2, batch: b, accumulation: A)
+        }
         let o0 = monotonicSeconds()
         let globalCount = max(reduceScratch[1], 1)    // a masked-LM batch could, in principle, choose nothing
         let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
@@ -269,6 +285,9 @@ public final class Trainer {
             console.line("replicas: \(comm.size) ranks hold identical parameters (sha256 \(SHA256.hex(digest)))")
         }
         comm.barrier()
+        if handsOver {
+            console.line("hand-overs: \(handOver.count) of \(lastStep - startStep) steps (the faster rank ran the end of the slower rank's micro-batch)")
+        }
         let wall = monotonicSeconds() - start
         let reached = [2.0, 1.9, 1.8, 1.7, 1.6, 1.5].compactMap { level in
             evals.first { $0.loss <= level }.map { String(format: "≤%.1f: %@ (step %d)", level, formatDuration($0.wall), $0.step) }

@@ -90,6 +90,8 @@ final class FakeRanks: Communicator {
     func allReduceSum(_ buffer: UnsafeMutablePointer<Double>, count: Int) {}
     func allReduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) {}
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
+    func send(_ bytes: UnsafeRawPointer, count: Int, to rank: Int) {}
+    func receive(_ bytes: UnsafeMutableRawPointer, count: Int, from rank: Int) {}
     func barrier() {}
     func abort(_ message: String) -> Never { fatalError(message) }
 }

@@ -25,6 +25,9 @@ int lsm_allreduce_sum_int64(int64_t *buffer, int64_t count);
 
 /* Copies count bytes from root's buffer into every rank's. */
 int lsm_broadcast_bytes(void *buffer, int64_t count, int root);
+/* Sends count bytes to rank `to`; receives count bytes from rank `from` (blocking, in order). */
+int lsm_send_bytes(const void *buffer, int64_t count, int to);
+int lsm_receive_bytes(void *buffer, int64_t count, int from);
 int lsm_barrier(void);
 /* Stops every rank of the job with the given exit code after printing message on stderr. */
 int lsm_abort(const char *message, int code);

@@ -1,0 +1,158 @@
+import Foundation
+import Models
+import Tensors
+
+/// Two ranks do the same work, but a shared host often runs one core slower than the other, and
+/// the faster rank then waits at the all-reduce. A rank's gradient is one sum over its rows in
+/// their order: it cannot be split, but it can move. With a hand-over, the slower rank stops its
+/// last micro-batch after `sequences` sequences and sends what it has reached (its gradients, the
+/// embedding-gradient rows of those sequences, its loss so far) to the faster rank, which has
+/// finished its own micro-batch by then; the faster rank runs the rest of the slower rank's
+/// micro-batch into a second gradient buffer, continuing the same sums in the same order, adds
+/// the two ranks' gradients (what the all-reduce computes, element by element) and sends the sum
+/// back with the slower rank's loss. Every bit is the same as without the hand-over, whichever
+/// rank ran which sequence; only the time changes. Two ranks only, on models whose training pass
+/// goes in blocks (`SplitPassModel`).
+///
+/// The plan for a step comes from earlier steps' seconds per sequence on each rank (averaged,
+/// and exchanged in the loss's all-reduce, so that both ranks make the same plan): the split
+/// that the times predict to end the step soonest, if it saves at least 1.5% of it.
+/// `LOCKSTEP_HAND_OVER` on rank 0 overrides it: `off`, or `R:S` (rank R always stops after S
+/// sequences, for tests and comparisons).
+struct HandOverPlan: Equatable {
+    /// The rank that stops early, and the sequences of its last micro-batch that it runs.
+    var from: Int
+    var sequences: Int
+}
+
+final class HandOverState {
+    /// Doubles each rank adds to the loss's all-reduce: seconds per sequence of ranks 0 and 1, the
+    /// all-reduce's seconds on ranks 0 and 1 (0 when not measured), rank 0's request, and how many
+    /// ranks cannot split their pass.
+    static let shared = 6
+
+    /// Seconds per sequence of each rank, averaged over steps (nil before the first step).
+    var secondsPerSequence: [Double]?
+    /// Seconds of a gradient all-reduce (the faster rank's, which did not wait), averaged.
+    var transferSeconds = 0.001
+    var plan: HandOverPlan?
+    /// What this rank's environment asks for (rank 0's counts).
+    let requested: Double
+    /// Steps with a hand-over so far.
+    var count = 0
+
+    /// Filled when first needed: the other rank's partial gradients, and its micro-batch.
+    lazy var gradients: FloatBuffer = makeGradients()
+    let makeGradients: () -> FloatBuffer
+    let inputs, targets: UnsafeMutablePointer<Int32>
+
+    init(rank: Int, tokens: Int, gradientCount: Int) {
+        requested = rank == 0 ? Self.code(ProcessInfo.processInfo.environment["LOCKSTEP_HAND_OVER"]) : 0
+        makeGradients = { FloatBuffer(count: gradientCount) }
+        inputs = .allocate(capacity: tokens); inputs.initialize(repeating: 0, count: tokens)
+        targets = .allocate(capacity: tokens); targets.initialize(repeating: 0, count: tokens)
+    }
+
+    deinit { inputs.deallocate(); targets.deallocate() }
+
+    /// 0: plan from the times; 1: never; 2 + 65 536·R + S: rank R after S sequences.
+    static func code(_ value: String?) -> Double {
+        guard let value, !value.isEmpty, value != "auto" else { return 0 }
+        if value == "off" { return 1 }
+        let parts = value.split(separator: ":").compactMap { Int($0) }
+        guard parts.count == 2, (0 ... 1).contains(parts[0]), (1 ..< 65_536).contains(parts[1]) else { return 0 }
+        return Double(2 + 65_536 * parts[0] + parts[1])
+    }
+
+    /// This rank's share of the all-reduce (`shared` doubles at p): every slot but its own is 0.
+    func share(into p: UnsafeMutablePointer<Double>, rank: Int, secondsPerSequence: Double, allReduce: Double?,
+               canSplit: Bool) {
+        p.update(repeating: 0, count: Self.shared)
+        p[rank] = secondsPerSequence
+        p[2 + rank] = allReduce ?? 0
+        p[4] = rank == 0 ? requested : 0
+        p[5] = canSplit ? 0 : 1
+    }
+
+    /// The next step's plan from the summed shares at p (the same on both ranks), for
+    /// `accumulation` micro-batches of `batch` sequences: the split that the averaged times
+    /// predict to end the step soonest, if it saves at least 1.5% of it.
+    func update(from p: UnsafePointer<Double>, batch b: Int, accumulation A: Int) {
+        plan = nil
+        guard p[5] == 0, p[4] != 1 else { return }
+        if p[4] >= 2 {
+            let c = Int(p[4]) - 2
+            plan = HandOverPlan(from: c / 65_536, sequences: min(c % 65_536, b - 1))
+            return
+        }
+        guard p[0] > 0, p[1] > 0 else { return }
+        let now = [p[0], p[1]]
+        let mean = secondsPerSequence.map { old in zip(old, now).map { 0.5 * $0 + 0.5 * $1 } } ?? now
+        secondsPerSequence = mean
+        let measured = [p[2], p[3]].filter { $0 > 0 }
+        if let fastest = measured.min() { transferSeconds = 0.5 * transferSeconds + 0.5 * fastest }
+        let from = mean[0] > mean[1] ? 0 : 1, s = mean[from], f = mean[1 - from], c = transferSeconds
+        let whole = Double(A * b) * s
+        var best = (time: whole, sequences: b)
+        for j in 1 ..< b { // rank `from` runs j sequences of its last micro-batch, the other the rest after its own
+            let handed = Double((A - 1) * b + j) * s + c
+            let t = max(Double(A * b) * f, handed) + Double(b - j) * f + c
+            if t < best.time { best = (t, j) }
+        }
+        if best.sequences < b && best.time < 0.985 * whole { plan = HandOverPlan(from: from, sequences: best.sequences) }
+    }
+}
+
+extension Trainer {
+    /// Whether this run can hand over (two ranks, a model that splits its pass, no carried state).
+    var handsOver: Bool {
+        comm.size == 2 && stateful == nil && (model as? SplitPassModel)?.splitsPass(batch: config.batch.microBatch) == true
+    }
+
+    /// The last micro-batch's pass under `plan`, on either rank: the rank that stops early gets
+    /// the whole pass's loss back and the two ranks' summed gradients; the other rank runs the
+    /// rest and also ends with the sum. Returns this rank's pass (its own micro-batch's loss and
+    /// count, and the seconds it computed); `sequences` becomes the number it computed.
+    func handOverPass(_ plan: HandOverPlan, step: Int, micro m: Int, first: Int, sequences: inout Int) -> TrainingPass {
+        let split = model as! SplitPassModel
+        let b = config.batch.microBatch, T = blockSize, A = accumulation, G = config.batch.globalBatch
+        let seed = config.training.seed, arena = model.arena, other = 1 - comm.rank
+        let rowFloats = T * split.embeddingWidth, floats = MemoryLayout<Float>.stride
+        var message = [0.0, 0.0]
+        if comm.rank == plan.from {
+            var pass = split.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed,
+                                          sequences: 0 ..< plan.sequences, continuing: (0, 0), packing: true)
+            comm.send(arena.gradients.pointer, count: arena.count * floats, to: other)
+            comm.send(split.embeddingGradientRows, count: plan.sequences * rowFloats * floats, to: other)
+            message = [pass.loss, Double(pass.count)]
+            comm.send(&message, count: 2 * MemoryLayout<Double>.stride, to: other)
+            comm.receive(arena.gradients.pointer, count: arena.count * floats, from: other)
+            comm.receive(&message, count: 2 * MemoryLayout<Double>.stride, from: other)
+            pass.loss = message[0]
+            pass.count = Int(message[1])
+            sequences = plan.sequences
+            return pass
+        }
+        let pass = split.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed)
+        let h = handOver, spare = h.gradients
+        comm.receive(spare.pointer, count: arena.count * floats, from: other)
+        comm.receive(split.embeddingGradientRows, count: plan.sequences * rowFloats * floats, from: other)
+        comm.receive(&message, count: 2 * MemoryLayout<Double>.stride, from: other)
+        let theirs = step * G + (other * A + m) * b
+        sampler.fill(data, first: theirs, count: b, inputs: h.inputs, targets: h.targets)
+        masking?.apply(inputs: h.inputs, targets: h.targets, count: b, time: T, first: theirs, validation: false)
+        let rest = arena.accumulatingGradients(in: spare) {
+            split.trainingPass(tokens: h.inputs, targets: h.targets, batch: b, time: T, firstSample: theirs, seed: seed,
+                               sequences: plan.sequences ..< b, continuing: (message[0], Int(message[1])), packing: false)
+        }
+        Kernels.add(spare.pointer, into: arena.gradients.pointer, count: arena.count)
+        comm.send(arena.gradients.pointer, count: arena.count * floats, to: other)
+        message = [rest.loss, Double(rest.count)]
+        comm.send(&message, count: 2 * MemoryLayout<Double>.stride, to: other)
+        var mine = pass
+        mine.forwardSeconds += rest.forwardSeconds
+        mine.backwardSeconds += rest.backwardSeconds
+        sequences = b + b - plan.sequences
+        return mine
+    }
+}
