@@ -19,6 +19,10 @@ public struct BenchmarkReport: Sendable {
     /// For each rank, in how many of the timed steps its forward + backward was the slowest (the
     /// one the others waited for; a tie counts for the lower rank).
     public var rankSlowestSteps: [Int]
+    /// Timed steps in which the faster of two ranks ran the end of the slower rank's micro-batch
+    /// (`Trainer+HandOver`): the forward + backward above then include that work; nil when the
+    /// run cannot hand over.
+    public var handOvers: Int?
     /// The rest of the mean step: zeroing the gradients, filling the batch, the slowest rank's
     /// other phases beyond rank 0's.
     public var otherSeconds: Double
@@ -142,8 +146,10 @@ extension Trainer {
         var peaks: [Double] = []          // before the first window and after each
         var windowEnds: [Int] = []        // index into the timed steps where each window ends
         let windows = max(1, min(windows, steps)), perWindow = max(1, steps / windows)
+        var handOversBefore = handOver.count
         for i in 0 ..< warmup + steps {
             if i == warmup {
+                handOversBefore = handOver.count
                 openBLASPeak = measureSGEMMPeak(n: n, seconds: 0.3)
                 productPeak = measureRowProductPeak(n: n, seconds: 0.3)
                 openBLASLeads = openBLASPeak > productPeak
@@ -213,7 +219,8 @@ extension Trainer {
         }
         return BenchmarkReport(steps: steps, medianTokensPerSecond: tps, medianStepSeconds: stepMedian,
                                meanStepSeconds: meanStep, times: times, rankComputeMedians: computes.map(median),
-                               rankSlowestSteps: slowest, otherSeconds: other,
+                               rankSlowestSteps: slowest, handOvers: handsOver ? handOver.count - handOversBefore : nil,
+                               otherSeconds: other,
                                modelFLOPsPerToken: flops, openBLASPeakGFLOPS: openBLASPeak,
                                productPeakGFLOPS: productPeak, peakSize: n, mfu: median(windowMFU),
                                windowMFU: windowMFU, mfuAgainstBestPeak: tps * flops / (cores * bestPeak * 1e9),

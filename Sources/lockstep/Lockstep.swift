@@ -240,6 +240,9 @@ struct Bench: ParsableCommand {
                 let medians = r.rankComputeMedians.map { String(format: "%.1f", $0 * 1000) }.joined(separator: ", ")
                 let slowest = r.rankSlowestSteps.map(String.init).joined(separator: ", ")
                 print("    by rank   forward + backward median \(medians) ms; the slowest in \(slowest) of \(r.steps) steps")
+                if let h = r.handOvers {
+                    print("    hand-overs \(h) of \(r.steps) steps (the faster rank ran the end of the slower one's micro-batch, counted in its forward + backward)")
+                }
             }
             print(row("all-reduce", t.allReduce, " (not hidden behind backward)"))
             print(row("clip+optim", t.optimizer))

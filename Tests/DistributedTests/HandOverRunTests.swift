@@ -6,9 +6,9 @@ import XCTest
 final class HandOverRunTests: MPITestCase {
     /// A model wide enough that a micro-batch of 8 sequences of 128 goes in several blocks
     /// (a block is a quarter of L2 of the widest activation row: 2 or 4 sequences here).
-    func wideConfig(global: Int, name: String) throws -> String {
+    func wideConfig(global: Int, kind: String = "gpt", name: String) throws -> String {
         let json = """
-            {"model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128, "dropout": 0.1},
+            {"model": {"kind": "\(kind)", "n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 128, "dropout": 0.1},
              "data": {"path": "corpus.txt"},
              "batch": {"micro_batch": 8, "global_batch": \(global)},
              "optimizer": {"lr": 0.01},
@@ -21,10 +21,10 @@ final class HandOverRunTests: MPITestCase {
         return path
     }
 
-    func trainTwo(global: Int, handOver: String, name: String) throws -> Result {
+    func trainTwo(global: Int, kind: String = "gpt", handOver: String, name: String) throws -> Result {
         setenv("LOCKSTEP_HAND_OVER", handOver, 1)
         defer { unsetenv("LOCKSTEP_HAND_OVER") }
-        let r = try train(ranks: 2, try wideConfig(global: global, name: name))
+        let r = try train(ranks: 2, try wideConfig(global: global, kind: kind, name: name))
         XCTAssertEqual(r.status, 0, r.stderr)
         return r
     }
@@ -50,6 +50,14 @@ final class HandOverRunTests: MPITestCase {
                 XCTAssertEqual(on.stderr.split(separator: "\n").filter { !$0.isEmpty }.count, 0, "ranks are silent: \(on.stderr)")
             }
         }
+    }
+
+    func testAMaskedLMEncoderHandsOverTheSameBits() throws {
+        _ = try trainTwo(global: 16, kind: "mlm", handOver: "off", name: "mlmOff")
+        let on = try trainTwo(global: 16, kind: "mlm", handOver: "1:3", name: "mlmOn")
+        XCTAssert(on.stdout.contains("hand-overs: 5 of 6 steps"), on.stdout)
+        try assertSameWeights("mlmOn", "mlmOff")
+        XCTAssertEqual(try metrics("mlmOn"), try metrics("mlmOff"))
     }
 
     func testTheTimedPlanChangesNoBit() throws {
