@@ -33,7 +33,8 @@ final class HandOverState {
 
     /// Seconds per sequence of each rank, averaged over steps (nil before the first step).
     var secondsPerSequence: [Double]?
-    /// Seconds of a gradient all-reduce (the faster rank's, which did not wait), averaged.
+    /// Seconds of a gradient all-reduce, averaged: the lower of the two ranks' (the rank that
+    /// came last to it did not wait for the other).
     var transferSeconds = 0.001
     var plan: HandOverPlan?
     /// What this rank's environment asks for (rank 0's counts).
@@ -46,8 +47,8 @@ final class HandOverState {
     let makeGradients: () -> FloatBuffer
     let inputs, targets: UnsafeMutablePointer<Int32>
 
-    init(rank: Int, tokens: Int, gradientCount: Int) {
-        requested = rank == 0 ? Self.code(ProcessInfo.processInfo.environment["LOCKSTEP_HAND_OVER"]) : 0
+    init(rank: Int, tokens: Int, gradientCount: Int) throws {
+        requested = rank == 0 ? try Self.code(ProcessInfo.processInfo.environment["LOCKSTEP_HAND_OVER"]) : 0
         makeGradients = { FloatBuffer(count: gradientCount) }
         inputs = .allocate(capacity: tokens); inputs.initialize(repeating: 0, count: tokens)
         targets = .allocate(capacity: tokens); targets.initialize(repeating: 0, count: tokens)
@@ -56,12 +57,14 @@ final class HandOverState {
     deinit { inputs.deallocate(); targets.deallocate() }
 
     /// 0: plan from the times; 1: never; 2 + 65 536·R + S: rank R after S sequences.
-    static func code(_ value: String?) -> Double {
+    static func code(_ value: String?) throws -> Double {
         guard let value, !value.isEmpty, value != "auto" else { return 0 }
         if value == "off" { return 1 }
-        let parts = value.split(separator: ":").compactMap { Int($0) }
-        guard parts.count == 2, (0 ... 1).contains(parts[0]), (1 ..< 65_536).contains(parts[1]) else { return 0 }
-        return Double(2 + 65_536 * parts[0] + parts[1])
+        let parts = value.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let r = parts[0], let s = parts[1], (0 ... 1).contains(r), (1 ..< 65_536).contains(s) else {
+            throw ConfigError("LOCKSTEP_HAND_OVER=\(value) is not understood; use auto, off, or R:S (rank R, 0 or 1, always stops after S ≥ 1 sequences)")
+        }
+        return Double(2 + 65_536 * r + s)
     }
 
     /// This rank's share of the all-reduce (`shared` doubles at p): every slot but its own is 0.

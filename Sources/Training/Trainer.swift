@@ -107,7 +107,7 @@ public final class Trainer {
         let n = b * config.model.blockSize
         inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
-        handOver = HandOverState(rank: comm.rank, tokens: n, gradientCount: model.arena.count)
+        handOver = try HandOverState(rank: comm.rank, tokens: n, gradientCount: model.arena.count)
         reduceScratch = .allocate(capacity: 2 + HandOverState.shared)
         reduceScratch.initialize(repeating: 0, count: 2 + HandOverState.shared)
         stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
@@ -158,7 +158,8 @@ public final class Trainer {
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
         if comm.size == 2 { // and what the next step's hand-over plan needs from both ranks
-            handOver.share(into: reduceScratch + 2, rank: comm.rank, secondsPerSequence: (times.forward + times.backward) / Double(computed),
+            handOver.share(into: reduceScratch + 2, rank: comm.rank,
+                           secondsPerSequence: (times.forward + times.backward) / Double(computed),
                            allReduce: plan == nil ? monotonicSeconds() - r0 : nil, canSplit: handsOver)
         }
         comm.allReduceSum(reduceScratch, count: comm.size == 2 ? 2 + HandOverState.shared : 2)

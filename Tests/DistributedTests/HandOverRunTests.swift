@@ -21,12 +21,22 @@ final class HandOverRunTests: MPITestCase {
         return path
     }
 
-    func trainTwo(global: Int, kind: String = "gpt", handOver: String, name: String) throws -> Result {
+    func trainTwo(global: Int, kind: String = "gpt", handOver: String, name: String, succeeds: Bool = true) throws -> Result {
         setenv("LOCKSTEP_HAND_OVER", handOver, 1)
         defer { unsetenv("LOCKSTEP_HAND_OVER") }
         let r = try train(ranks: 2, try wideConfig(global: global, kind: kind, name: name))
-        XCTAssertEqual(r.status, 0, r.stderr)
+        if succeeds { XCTAssertEqual(r.status, 0, r.stderr) }
         return r
+    }
+
+    func testAnOverrideItCannotReadStopsTheJobWithOneLine() throws {
+        for bad in ["2:3", "1:0", "1:x", "sometimes"] {
+            let r = try trainTwo(global: 16, handOver: bad, name: "bad", succeeds: false)
+            XCTAssertNotEqual(r.status, 0, bad)
+            let ours = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            XCTAssertEqual(ours.count, 1, r.stderr)
+            XCTAssert(ours.first?.contains("LOCKSTEP_HAND_OVER=\(bad) is not understood") == true, r.stderr)
+        }
     }
 
     func assertSameWeights(_ a: String, _ b: String, line: UInt = #line) throws {
