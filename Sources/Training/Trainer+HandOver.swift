@@ -93,9 +93,9 @@ final class HandOverState {
         let mean = secondsPerSequence.map { old in zip(old, now).map { 0.5 * $0 + 0.5 * $1 } } ?? now
         secondsPerSequence = mean
         let measured = [p[2], p[3]].filter { $0 > 0 }
-        if let fastest = measured.min() { transferSeconds = 0.5 * transferSeconds + 0.5 * fastest }
+        if let lower = measured.min() { transferSeconds = 0.5 * transferSeconds + 0.5 * lower }
         let from = mean[0] > mean[1] ? 0 : 1, s = mean[from], f = mean[1 - from], c = transferSeconds
-        let whole = Double(A * b) * s
+        let whole = Double(A * b) * s + c // and the all-reduce that the hand-over's two transfers replace
         var best = (time: whole, sequences: b)
         for j in 1 ..< b { // rank `from` runs j sequences of its last micro-batch, the other the rest after its own
             let handed = Double((A - 1) * b + j) * s + c
