@@ -118,4 +118,47 @@ final class GPTTests: XCTestCase {
             XCTAssertEqual(differing, 0, "gradients differing, of \(results[0].gradients.count): \(label)")
         }
     }
+
+    /// A pass stopped after j sequences and finished by another replica (as the faster of two
+    /// ranks finishes the slower one's: from its gradients, embedding-gradient rows and loss, into
+    /// a second gradient buffer, with the weights as its own pass packed them) equals the whole
+    /// pass to the bit, and leaves the finishing replica's own gradients as they were.
+    func testAPassFinishedByAnotherReplicaEqualsTheWholePass() {
+        let cfg = GPTConfig(vocabSize: 13, blockSize: 6, nLayer: 2, nHead: 2, nEmbd: 8, dropout: 0.1, causal: true)
+        let B = 5, T = 6, C = 8
+        let tokens: [Int32] = (0 ..< B * T).map { i in Int32((i * 7 + 3) % 13) }
+        let targets: [Int32] = (0 ..< B * T).map { i in Int32((i * 5 + 1) % 13) }
+        func replica() -> GPT {
+            let gpt = GPT(config: cfg, maxBatch: B, rowsPerBlock: 2 * T)
+            fillRandom(gpt.arena.parameters.pointer, count: gpt.arena.count, seed: 4, std: 0.3)
+            return gpt
+        }
+        tokens.withUnsafeBufferPointer { t in
+            targets.withUnsafeBufferPointer { y in
+                let (tp, yp) = (t.baseAddress!, y.baseAddress!)
+                let whole = replica()
+                XCTAssertTrue(whole.splitsPass(batch: B))
+                let all = whole.trainingPass(tokens: tp, targets: yp, batch: B, time: T, firstSample: 7, seed: 9)
+                for j in 1 ..< B {
+                    let slow = replica(), fast = replica()
+                    _ = fast.trainingPass(tokens: tp, targets: yp, batch: B, time: T, firstSample: 7, seed: 9) // its own
+                    let part = slow.trainingPass(tokens: tp, targets: yp, batch: B, time: T, firstSample: 7, seed: 9,
+                                                 sequences: 0 ..< j, continuing: (0, 0), packing: true)
+                    let spare = FloatBuffer(count: slow.arena.count)
+                    spare.pointer.update(from: slow.arena.gradients.pointer, count: slow.arena.count)
+                    fast.embeddingGradientRows.update(from: slow.embeddingGradientRows, count: j * T * C)
+                    let rest = fast.arena.accumulatingGradients(in: spare) {
+                        fast.trainingPass(tokens: tp, targets: yp, batch: B, time: T, firstSample: 7, seed: 9,
+                                          sequences: j ..< B, continuing: (part.loss, part.count), packing: false)
+                    }
+                    XCTAssertEqual(rest.loss.bitPattern, all.loss.bitPattern, "split after \(j)")
+                    XCTAssertEqual(rest.count, all.count, "split after \(j)")
+                    let expected = whole.arena.gradients.array
+                    XCTAssertEqual(zip(spare.array, expected).filter { $0.bitPattern != $1.bitPattern }.count, 0, "split after \(j)")
+                    XCTAssertEqual(zip(fast.arena.gradients.array, expected).filter { $0.bitPattern != $1.bitPattern }.count, 0,
+                                   "the finishing replica's own gradients, split after \(j)")
+                }
+            }
+        }
+    }
 }
