@@ -14,7 +14,8 @@ public struct BenchmarkReport: Sendable {
     /// the barrier, whichever rank is slow); all-reduce and optimizer are rank 0's.
     public var times: StepTimes
     /// Each rank's median forward + backward over the timed steps, in rank order: the same work on
-    /// every rank, so their spread is the host's cores running at different speeds.
+    /// every rank but for what a hand-over moves (`handOvers`), so their spread is the host's
+    /// cores running at different speeds.
     public var rankComputeMedians: [Double]
     /// For each rank, in how many of the timed steps its forward + backward was the slowest (the
     /// one the others waited for; a tie counts for the lower rank).

@@ -31,8 +31,8 @@ final class HandOverState {
     /// ranks cannot split their pass.
     static let shared = 6
 
-    /// Seconds per sequence of each rank, averaged over steps (nil before the first step).
-    var secondsPerSequence: [Double]?
+    /// Seconds per sequence of ranks 0 and 1, averaged over steps (nil before the first step).
+    var secondsPerSequence: (Double, Double)?
     /// Seconds of a gradient all-reduce, averaged: the lower of the two ranks' (the rank that
     /// came last to it did not wait for the other).
     var transferSeconds = 0.001
@@ -42,19 +42,22 @@ final class HandOverState {
     /// Steps with a hand-over so far.
     var count = 0
 
-    /// Filled when first needed: the other rank's partial gradients, and its micro-batch.
-    lazy var gradients: FloatBuffer = makeGradients()
-    let makeGradients: () -> FloatBuffer
+    /// Allocated by the first hand-over a rank finishes: the other rank's partial gradients.
+    lazy var gradients = FloatBuffer(count: gradientCount)
+    let gradientCount: Int
+    /// The other rank's micro-batch, and a pass's loss and count as they travel between ranks.
     let inputs, targets: UnsafeMutablePointer<Int32>
+    let message: UnsafeMutablePointer<Double>
 
     init(rank: Int, tokens: Int, gradientCount: Int) throws {
         requested = rank == 0 ? try Self.code(ProcessInfo.processInfo.environment["LOCKSTEP_HAND_OVER"]) : 0
-        makeGradients = { FloatBuffer(count: gradientCount) }
+        self.gradientCount = gradientCount
         inputs = .allocate(capacity: tokens); inputs.initialize(repeating: 0, count: tokens)
         targets = .allocate(capacity: tokens); targets.initialize(repeating: 0, count: tokens)
+        message = .allocate(capacity: 2); message.initialize(repeating: 0, count: 2)
     }
 
-    deinit { inputs.deallocate(); targets.deallocate() }
+    deinit { inputs.deallocate(); targets.deallocate(); message.deallocate() }
 
     /// 0: plan from the times; 1: never; 2 + 65 536·R + S: rank R after S sequences.
     static func code(_ value: String?) throws -> Double {
@@ -89,12 +92,13 @@ final class HandOverState {
             return
         }
         guard p[0] > 0, p[1] > 0 else { return }
-        let now = [p[0], p[1]]
-        let mean = secondsPerSequence.map { old in zip(old, now).map { 0.5 * $0 + 0.5 * $1 } } ?? now
+        let mean = secondsPerSequence.map { (0.5 * $0.0 + 0.5 * p[0], 0.5 * $0.1 + 0.5 * p[1]) } ?? (p[0], p[1])
         secondsPerSequence = mean
-        let measured = [p[2], p[3]].filter { $0 > 0 }
-        if let lower = measured.min() { transferSeconds = 0.5 * transferSeconds + 0.5 * lower }
-        let from = mean[0] > mean[1] ? 0 : 1, s = mean[from], f = mean[1 - from], c = transferSeconds
+        if p[2] > 0 || p[3] > 0 { // the lower of the measured ones
+            let lower = p[2] > 0 && p[3] > 0 ? min(p[2], p[3]) : max(p[2], p[3])
+            transferSeconds = 0.5 * transferSeconds + 0.5 * lower
+        }
+        let from = mean.0 > mean.1 ? 0 : 1, s = max(mean.0, mean.1), f = min(mean.0, mean.1), c = transferSeconds
         let whole = Double(A * b) * s + c // and the all-reduce that the hand-over's two transfers replace
         var best = (time: whole, sequences: b)
         for j in 1 ..< b { // rank `from` runs j sequences of its last micro-batch, the other the rest after its own
@@ -121,26 +125,26 @@ extension Trainer {
         let b = config.batch.microBatch, T = blockSize, A = accumulation, G = config.batch.globalBatch
         let seed = config.training.seed, arena = model.arena, other = 1 - comm.rank
         let rowFloats = T * split.embeddingWidth, floats = MemoryLayout<Float>.stride
-        var message = [0.0, 0.0]
+        let h = handOver, message = h.message, pair = 2 * MemoryLayout<Double>.stride
         if comm.rank == plan.from {
             var pass = split.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed,
                                           sequences: 0 ..< plan.sequences, continuing: (0, 0), packing: true)
             comm.send(arena.gradients.pointer, count: arena.count * floats, to: other)
             comm.send(split.embeddingGradientRows, count: plan.sequences * rowFloats * floats, to: other)
-            message = [pass.loss, Double(pass.count)]
-            comm.send(&message, count: 2 * MemoryLayout<Double>.stride, to: other)
+            (message[0], message[1]) = (pass.loss, Double(pass.count))
+            comm.send(message, count: pair, to: other)
             comm.receive(arena.gradients.pointer, count: arena.count * floats, from: other)
-            comm.receive(&message, count: 2 * MemoryLayout<Double>.stride, from: other)
+            comm.receive(message, count: pair, from: other)
             pass.loss = message[0]
             pass.count = Int(message[1])
             sequences = plan.sequences
             return pass
         }
         let pass = split.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: first, seed: seed)
-        let h = handOver, spare = h.gradients
+        let spare = h.gradients
         comm.receive(spare.pointer, count: arena.count * floats, from: other)
         comm.receive(split.embeddingGradientRows, count: plan.sequences * rowFloats * floats, from: other)
-        comm.receive(&message, count: 2 * MemoryLayout<Double>.stride, from: other)
+        comm.receive(message, count: pair, from: other)
         let theirs = step * G + (other * A + m) * b
         sampler.fill(data, first: theirs, count: b, inputs: h.inputs, targets: h.targets)
         masking?.apply(inputs: h.inputs, targets: h.targets, count: b, time: T, first: theirs, validation: false)
@@ -150,8 +154,8 @@ extension Trainer {
         }
         Kernels.add(spare.pointer, into: arena.gradients.pointer, count: arena.count)
         comm.send(arena.gradients.pointer, count: arena.count * floats, to: other)
-        message = [rest.loss, Double(rest.count)]
-        comm.send(&message, count: 2 * MemoryLayout<Double>.stride, to: other)
+        (message[0], message[1]) = (rest.loss, Double(rest.count))
+        comm.send(message, count: pair, to: other)
         var mine = pass
         mine.forwardSeconds += rest.forwardSeconds
         mine.backwardSeconds += rest.backwardSeconds
