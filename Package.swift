@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Optim", dependencies: ["Tensors", "CKernels"], swiftSettings: vectorISA),
         .target(
             name: "Training",
-            dependencies: ["Tensors", "Layers", "Models", "Optim"],
+            dependencies: ["Tensors", "Layers", "Models", "Optim", "CKernels"],
             resources: [.copy("Resources/tinyshakespeare.txt")]
         ),
         .target(name: "Distributed", dependencies: ["CMPIShim", "Training"]),

@@ -3,7 +3,8 @@
 /*
  * The numeric kernels written in C with AVX2/FMA: GELU, cross-entropy, Adam/AdamW, LayerNorm,
  * attention, and the products behind the Linear layers' forward, input gradient and weight
- * gradient (these also in AVX-512, chosen at run time, with identical results).
+ * gradient (these also in AVX-512, chosen at run time, with identical results); and SHA-256's
+ * compression, for the checksums.
  */
 #include <stdint.h>
 
@@ -82,4 +83,10 @@ void lk_attention_forward(const float *q, const float *k, const float *v, int64_
 void lk_attention_backward(const float *q, const float *k, const float *v, int64_t ld, const float *y, int64_t ldy,
                            const float *lse, const float *dy, int64_t lddy, float *dq, float *dk, float *dv,
                            int64_t ldd, int64_t T, int64_t hs, int causal, float scale, float *work);
+
+/* SHA-256 (sha256.c): the compression function over `blocks` 64-byte blocks, updating the eight
+ * state words; with the CPU's SHA instructions when it has them. */
+void lk_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks);
+/* chooses the SHA instructions (only where available) or the plain rounds; returns the choice in use */
+int lk_sha256_set_hardware(int enabled);
 #endif
