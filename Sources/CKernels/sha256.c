@@ -87,7 +87,7 @@ int lk_sha256_set_hardware(int enabled) {
     return s;
 }
 
-void lk_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks) {
+void lk_sha256_blocks(uint32_t state[8], const void *data, int64_t blocks) {
     int s = __atomic_load_n(&hardware, __ATOMIC_RELAXED);
     if (s < 0) {
         s = sha_available();

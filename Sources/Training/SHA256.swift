@@ -77,8 +77,7 @@ public struct SHA256 {
 
     private mutating func compress(_ p: UnsafeRawPointer, blocks: Int) {
         withUnsafeMutableBytes(of: &h) { state in
-            lk_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), p.assumingMemoryBound(to: UInt8.self),
-                             Int64(blocks))
+            lk_sha256_blocks(state.baseAddress!.assumingMemoryBound(to: UInt32.self), p, Int64(blocks))
         }
     }
 }

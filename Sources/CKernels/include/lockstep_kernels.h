@@ -86,7 +86,7 @@ void lk_attention_backward(const float *q, const float *k, const float *v, int64
 
 /* SHA-256 (sha256.c): the compression function over `blocks` 64-byte blocks, updating the eight
  * state words; with the CPU's SHA instructions when it has them. */
-void lk_sha256_blocks(uint32_t state[8], const uint8_t *data, int64_t blocks);
+void lk_sha256_blocks(uint32_t state[8], const void *data, int64_t blocks);
 /* chooses the SHA instructions (only where available) or the plain rounds; returns the choice in use */
 int lk_sha256_set_hardware(int enabled);
 #endif
