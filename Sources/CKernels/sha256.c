@@ -1,8 +1,8 @@
 /*
  * SHA-256 compression (FIPS 180-4) for the config, data, replica and checkpoint checksums: the
- * CPU's SHA instructions where it has them (about ten times the plain code's speed, which is what
- * keeps hashing the corpus and the replicas out of the launch time), else the plain rounds. Both
- * give the standard digest.
+ * CPU's SHA instructions where it has them (about seven times the plain rounds' speed, which keeps
+ * hashing the corpus and the replicas out of the launch time), else the plain rounds. Both give
+ * the standard digest.
  */
 #include "lockstep_kernels.h"
 
