@@ -68,11 +68,12 @@ int lsm_broadcast_bytes(void *buffer, int64_t count, int root) {
     return LSM_OK;
 }
 
-int lsm_send_bytes(const void *buffer, int64_t count, int to) {
-    const char *p = (const char *)buffer;
+/* count bytes to or from one other rank, in chunks that fit MPI's int counts (both sides chunk alike) */
+static int point_to_point(char *p, int64_t count, int peer, int sending) {
     do {
         int n = (int)(count < LSM_CHUNK ? count : LSM_CHUNK);
-        int rc = MPI_Send(p, n, MPI_BYTE, to, 0, MPI_COMM_WORLD);
+        int rc = sending ? MPI_Send(p, n, MPI_BYTE, peer, 0, MPI_COMM_WORLD)
+                         : MPI_Recv(p, n, MPI_BYTE, peer, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return rc;
         p += n;
         count -= n;
@@ -80,17 +81,9 @@ int lsm_send_bytes(const void *buffer, int64_t count, int to) {
     return LSM_OK;
 }
 
-int lsm_receive_bytes(void *buffer, int64_t count, int from) {
-    char *p = (char *)buffer;
-    do {
-        int n = (int)(count < LSM_CHUNK ? count : LSM_CHUNK);
-        int rc = MPI_Recv(p, n, MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) return rc;
-        p += n;
-        count -= n;
-    } while (count > 0);
-    return LSM_OK;
-}
+int lsm_send_bytes(const void *buffer, int64_t count, int to) { return point_to_point((char *)buffer, count, to, 1); }
+
+int lsm_receive_bytes(void *buffer, int64_t count, int from) { return point_to_point(buffer, count, from, 0); }
 
 int lsm_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 

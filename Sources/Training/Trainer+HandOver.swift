@@ -45,19 +45,16 @@ final class HandOverState {
     /// Allocated by the first hand-over a rank finishes: the other rank's partial gradients.
     lazy var gradients = FloatBuffer(count: gradientCount)
     let gradientCount: Int
-    /// The other rank's micro-batch, and a pass's loss and count as they travel between ranks.
-    let inputs, targets: UnsafeMutablePointer<Int32>
+    /// A pass's loss and count as they travel between ranks.
     let message: UnsafeMutablePointer<Double>
 
-    init(rank: Int, tokens: Int, gradientCount: Int) throws {
+    init(rank: Int, gradientCount: Int) throws {
         requested = rank == 0 ? try Self.code(ProcessInfo.processInfo.environment["LOCKSTEP_HAND_OVER"]) : 0
         self.gradientCount = gradientCount
-        inputs = .allocate(capacity: tokens); inputs.initialize(repeating: 0, count: tokens)
-        targets = .allocate(capacity: tokens); targets.initialize(repeating: 0, count: tokens)
         message = .allocate(capacity: 2); message.initialize(repeating: 0, count: 2)
     }
 
-    deinit { inputs.deallocate(); targets.deallocate(); message.deallocate() }
+    deinit { message.deallocate() }
 
     /// 0: plan from the times; 1: never; 2 + 65 536·R + S: rank R after S sequences.
     static func code(_ value: String?) throws -> Double {
@@ -111,9 +108,9 @@ final class HandOverState {
 }
 
 extension Trainer {
-    /// Whether this run can hand over (two ranks, a model that splits its pass, no carried state).
-    var handsOver: Bool {
-        comm.size == 2 && stateful == nil && (model as? SplitPassModel)?.splitsPass(batch: config.batch.microBatch) == true
+    /// Whether a run can hand over: two ranks, a model that splits its pass, no carried state.
+    static func handsOver(ranks: Int, model: LanguageModel, stateful: StatefulModel?, microBatch: Int) -> Bool {
+        ranks == 2 && stateful == nil && (model as? SplitPassModel)?.splitsPass(batch: microBatch) == true
     }
 
     /// The last micro-batch's pass under `plan`, on either rank: the rank that stops early gets
@@ -145,11 +142,12 @@ extension Trainer {
         comm.receive(spare.pointer, count: arena.count * floats, from: other)
         comm.receive(split.embeddingGradientRows, count: plan.sequences * rowFloats * floats, from: other)
         comm.receive(message, count: pair, from: other)
+        // its own pass is done with its batch: the buffers take the other rank's
         let theirs = step * G + (other * A + m) * b
-        sampler.fill(data, first: theirs, count: b, inputs: h.inputs, targets: h.targets)
-        masking?.apply(inputs: h.inputs, targets: h.targets, count: b, time: T, first: theirs, validation: false)
+        sampler.fill(data, first: theirs, count: b, inputs: inputs, targets: targets)
+        masking?.apply(inputs: inputs, targets: targets, count: b, time: T, first: theirs, validation: false)
         let rest = arena.accumulatingGradients(in: spare) {
-            split.trainingPass(tokens: h.inputs, targets: h.targets, batch: b, time: T, firstSample: theirs, seed: seed,
+            split.trainingPass(tokens: inputs, targets: targets, batch: b, time: T, firstSample: theirs, seed: seed,
                                sequences: plan.sequences ..< b, continuing: (message[0], Int(message[1])), packing: false)
         }
         Kernels.add(spare.pointer, into: arena.gradients.pointer, count: arena.count)

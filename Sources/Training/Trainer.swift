@@ -72,6 +72,8 @@ public final class Trainer {
     let targets: UnsafeMutablePointer<Int32>
     /// Two ranks: when and how much of the slower rank's last micro-batch the faster one runs.
     let handOver: HandOverState
+    /// Whether this run can hand over (`Trainer+HandOver`).
+    let handsOver: Bool
     private let reduceScratch: UnsafeMutablePointer<Double>
     private let stopFlags: UnsafeMutablePointer<Int64>
     /// The benchmark meets the other ranks at a barrier before the all-reduce, so the time spent
@@ -107,7 +109,8 @@ public final class Trainer {
         let n = b * config.model.blockSize
         inputs = .allocate(capacity: n); inputs.initialize(repeating: 0, count: n)
         targets = .allocate(capacity: n); targets.initialize(repeating: 0, count: n)
-        handOver = try HandOverState(rank: comm.rank, tokens: n, gradientCount: model.arena.count)
+        handOver = try HandOverState(rank: comm.rank, gradientCount: model.arena.count)
+        handsOver = Self.handsOver(ranks: W, model: model, stateful: stateful, microBatch: b)
         reduceScratch = .allocate(capacity: 2 + HandOverState.shared)
         reduceScratch.initialize(repeating: 0, count: 2 + HandOverState.shared)
         stopFlags = .allocate(capacity: 2); stopFlags.initialize(repeating: 0, count: 2)
@@ -157,15 +160,14 @@ public final class Trainer {
         if plan == nil { allReduceGradients() } else { handOver.count += 1 } // the hand-over summed them
         reduceScratch[0] = lossSum
         reduceScratch[1] = Double(count)
-        if comm.size == 2 { // and what the next step's hand-over plan needs from both ranks
+        let planning = comm.size == 2 // the next step's hand-over plan needs both ranks' times
+        if planning {
             handOver.share(into: reduceScratch + 2, rank: comm.rank,
                            secondsPerSequence: (times.forward + times.backward) / Double(computed),
                            allReduce: plan == nil ? monotonicSeconds() - r0 : nil, canSplit: handsOver)
         }
-        comm.allReduceSum(reduceScratch, count: comm.size == 2 ? 2 + HandOverState.shared : 2)
-        if comm.size == 2 {
-            handOver.update(from: reduceScratch + 2, batch: b, accumulation: A)
-        }
+        comm.allReduceSum(reduceScratch, count: planning ? 2 + HandOverState.shared : 2)
+        if planning { handOver.update(from: reduceScratch + 2, batch: b, accumulation: A) }
         let o0 = monotonicSeconds()
         let globalCount = max(reduceScratch[1], 1)    // a masked-LM batch could, in principle, choose nothing
         let norm = optimizer.step(arena, summedOver: globalCount, lr: lr, maxNorm: config.optimizer.clip)
